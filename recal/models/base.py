@@ -1,0 +1,59 @@
+"""The interface every model backend implements (transformers today; HTTP and vLLM later)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from recal.prompts import Prompt
+from recal.samples import QuestionSamples, SamplingConfig
+
+__all__ = ["ModelKind", "ModelIdentity", "Backend"]
+
+ModelKind = Literal["chat", "base"]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a run records about the model that produced it."""
+
+    name: str
+    """Registry name, hub id, path or served model name."""
+    kind: ModelKind
+    """'chat' models get a chat template; 'base' models get k-shot text."""
+    backend: str
+    """The backend that ran it ('transformers', 'http', ...)."""
+    source: str
+    """Where the weights came from (a file, a hub id, a URL)."""
+    config_hash: str
+    """A hash of the model's configuration: two runs agree on it when the model is the same."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Backend(ABC):
+    """Something that samples answers from a language model.
+
+    A backend receives prompts for many questions at once and yields each question's samples as
+    soon as they are complete, in any order, so that the caller can store them before the rest
+    finish. Backends are free in how they batch, but must honour ``SamplingConfig`` exactly: M
+    samples at temperature T with no truncation, and the same samples for the same seed.
+    """
+
+    identity: ModelIdentity
+
+    @property
+    def is_chat(self) -> bool:
+        return self.identity.kind == "chat"
+
+    @abstractmethod
+    def generate(
+        self, question_ids: Sequence[str], prompts: Sequence[Prompt], config: SamplingConfig
+    ) -> Iterator[QuestionSamples]:
+        """Sample ``config.n_samples`` answers (and the greedy one) for each prompt."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to free
+        """Free whatever the backend holds (servers, memory)."""

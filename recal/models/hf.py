@@ -1,0 +1,333 @@
+"""The transformers backend and its batched sampler (the hot path of recal).
+
+How the sampler spends its time well, compared with ``model.generate(num_return_sequences=M)``
+called one question at a time:
+
+- questions are decoded together, ``batch_rows`` sequences at a time, so that each forward pass
+  multiplies a large batch through the weights;
+- each prompt is run through the model once; its key/value cache is then repeated for its M
+  samples (``generate`` runs the prompt M times);
+- a sequence leaves the batch once it has stopped (EOS, or the end of its line), so short answers
+  do not pay for long ones;
+- sampling is exact inverse-CDF sampling on the full softmax (no top-k/top-p) driven by a
+  counter-based random stream, so samples do not depend on batching and a resumed run draws the
+  same answers it would have drawn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recal.models.base import Backend, ModelIdentity, ModelKind
+from recal.models.packaged import PACKAGED_MODELS, cache_dir, fetch_gguf
+from recal.models.rng import row_keys, uniforms
+from recal.prompts import Prompt
+from recal.samples import QuestionSamples, Sample, SamplingConfig
+
+__all__ = ["TransformersBackend", "load_transformers"]
+
+_END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "<|end|>")
+_BLOCK = 256  # vocabulary block for two-level inverse-CDF sampling
+_COMPACT_FRACTION = 0.25  # drop finished rows once they are this share of the batch
+
+
+def _config_hash(model: Any) -> str:
+    config = {k: v for k, v in model.config.to_dict().items()
+              if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantise a GGUF file once into a safetensors folder (later loads take under a second)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                 dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses a model that still carries the GGUF quantizer marker; its weights
+    # are plain float tensors by now, so the marker is clearly stale.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.replace(out_dir)
+
+
+def _resolve(name_or_path: str, cache: Path) -> tuple[str, str, ModelKind | None]:
+    """(folder or hub id to load, description of the source, kind if known)."""
+    if name_or_path in PACKAGED_MODELS:
+        spec = PACKAGED_MODELS.get(name_or_path)
+        out_dir = cache / spec.name / "hf"
+        if not (out_dir / "config.json").exists():
+            _convert_gguf(fetch_gguf(spec.name, root=cache), out_dir)
+        return str(out_dir), f"{spec.requirements[0]}:{spec.gguf_name}", spec.kind
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {path} does not exist")
+        stat = path.stat()
+        key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        out_dir = cache / "gguf" / f"{path.stem}-{key.hexdigest()[:12]}"
+        if not (out_dir / "config.json").exists():
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            _convert_gguf(path, out_dir)
+        return str(out_dir), f"gguf:{path.resolve()}", None
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"model path {path} is neither a folder nor a .gguf file")
+    return name_or_path, str(path.resolve()) if path.exists() else f"hub:{name_or_path}", None
+
+
+def load_transformers(name_or_path: str = "smollm2-135m-instruct", *, kind: ModelKind | None = None,
+                      cache: Path | None = None) -> TransformersBackend:
+    """Load a packaged model name, a GGUF file, a local folder or a hub id with transformers.
+
+    ``kind`` ('chat' or 'base') overrides what recal infers: packaged models know theirs; other
+    models count as chat models when their tokenizer has a chat template.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # recal shows its own progress; loading takes < 1 s
+    folder, source, known_kind = _resolve(name_or_path, cache or cache_dir())
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model.eval()
+    resolved_kind: ModelKind = kind or known_kind or (
+        "chat" if getattr(tokenizer, "chat_template", None) else "base")
+    identity = ModelIdentity(name=name_or_path, kind=resolved_kind, backend="transformers",
+                             source=source, config_hash=_config_hash(model))
+    return TransformersBackend(model, tokenizer, identity)
+
+
+@dataclass
+class _Row:
+    """One sequence being decoded: sample j of question q (j == M is the greedy answer)."""
+
+    question: int
+    index: int
+    greedy: bool
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    logits: list[float] = field(default_factory=list)
+    lse: list[list[float]] = field(default_factory=list)
+    has_text: bool = False
+    finish: str | None = None
+
+
+class TransformersBackend(Backend):
+    """Samples from a ``transformers`` causal LM in process, with the batched sampler above."""
+
+    def __init__(self, model: Any, tokenizer: Any, identity: ModelIdentity) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.identity = identity
+        self._cache_kwarg = (
+            "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        )
+        vocab = model.get_output_embeddings().weight.shape[0]
+        texts = tokenizer.batch_decode([[i] for i in range(vocab)])
+        self._has_newline = torch.tensor(["\n" in t for t in texts])
+        self._text_before_newline = torch.tensor([t.split("\n")[0].strip() != "" for t in texts])
+        self._blank = torch.tensor([t.strip() == "" for t in texts])
+        self._stop_ids = self._find_stop_ids(vocab)
+        self._is_stop = torch.zeros(vocab, dtype=torch.bool)
+        self._is_stop[list(self._stop_ids)] = True
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(
+            self._stop_ids)
+
+    def _find_stop_ids(self, vocab: int) -> set[int]:
+        ids: set[int] = set()
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update([eos] if isinstance(eos, int) else (eos or []))
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        if self.is_chat:
+            for token in _END_OF_TURN_TOKENS:
+                tid = self.tokenizer.convert_tokens_to_ids(token)
+                if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+                    ids.add(tid)
+        ids = {i for i in ids if 0 <= i < vocab}
+        if not ids:
+            raise ValueError(f"model {self.identity.name!r} declares no end-of-sequence token")
+        return ids
+
+    # -- prompts ---------------------------------------------------------------------------------
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        """Token ids of a prompt: chat turns through the model's template, text as it is."""
+        if prompt.messages is not None:
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise ValueError(f"model {self.identity.name!r} has no chat template; "
+                                 "use it as a base model (k-shot text prompts)")
+            messages = [{"role": r, "content": c} for r, c in prompt.messages]
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                      tokenize=False)
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(self.tokenizer(prompt.text)["input_ids"])
+
+    # -- sampling --------------------------------------------------------------------------------
+
+    def generate(self, question_ids: Sequence[str], prompts: Sequence[Prompt],
+                 config: SamplingConfig) -> Iterator[QuestionSamples]:
+        if len(question_ids) != len(prompts):
+            raise ValueError(f"got {len(question_ids)} question ids for {len(prompts)} prompts")
+        if not config.is_resolved:
+            raise ValueError("resolve the sampling config for a prompt style first "
+                             "(SamplingConfig.resolved(style, chat=...))")
+        encoded = [self.encode(p) for p in prompts]
+        rows_per_question = config.n_samples + int(config.greedy)
+        per_chunk = max(1, config.batch_rows // rows_per_question)
+        # Similar lengths share a chunk (less padding); the order does not change any sample.
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        for start in range(0, len(order), per_chunk):
+            chunk = order[start:start + per_chunk]
+            yield from self._sample_chunk([question_ids[i] for i in chunk],
+                                          [encoded[i] for i in chunk], config)
+
+    def _forward(self, **kwargs: Any) -> torch.Tensor:
+        cache = kwargs.pop("cache")
+        out = self.model(**kwargs, **{self._cache_kwarg: cache}, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :].float()
+
+    @torch.inference_mode()
+    def _sample_chunk(self, qids: list[str], prompts: list[list[int]],
+                      config: SamplingConfig) -> Iterator[QuestionSamples]:
+        from transformers import DynamicCache
+
+        n_q, m = len(prompts), config.n_samples
+        per_q = m + int(config.greedy)
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((n_q, width), self._pad_id, dtype=torch.long)
+        attention = torch.zeros((n_q, width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            input_ids[i, width - len(p):] = torch.tensor(p)
+            attention[i, width - len(p):] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self._forward(input_ids=input_ids, attention_mask=attention,
+                               position_ids=positions, cache=cache)
+
+        # The prompt ran once per question; its cache now serves all its rows.
+        cache.batch_repeat_interleave(per_q)
+        logits = logits.repeat_interleave(per_q, 0)
+        attention = attention.repeat_interleave(per_q, 0)
+        next_pos = positions[:, -1:].repeat_interleave(per_q, 0) + 1
+        rows = [_Row(q, j, greedy=j == m) for q in range(n_q) for j in range(per_q)]
+        keys = row_keys(config.seed, [qids[r.question] for r in rows], [r.index for r in rows])
+        alive = torch.arange(len(rows))  # batch position -> row number
+        pending = [per_q] * n_q  # unfinished rows per question
+        taus = torch.tensor(config.tau_grid, dtype=torch.float32) if config.tau_grid else None
+
+        for step in range(config.max_new_tokens):
+            batch_rows = [rows[i] for i in alive.tolist()]
+            running = torch.tensor([r.finish is None for r in batch_rows])
+            tokens, logprobs = self._draw(logits, batch_rows, keys[alive.numpy()], step, config)
+            if taus is not None:
+                chosen = logits.gather(1, tokens[:, None])[:, 0]
+                lse = torch.logsumexp(logits[:, None, :] / taus[None, :, None], dim=-1)
+            stop = self._is_stop[tokens]
+            if config.stop_at_newline:
+                had_text = torch.tensor([r.has_text for r in batch_rows])
+                stop |= self._has_newline[tokens] & (had_text | self._text_before_newline[tokens])
+            last = step == config.max_new_tokens - 1
+            tok_list, lp_list, stop_list = tokens.tolist(), logprobs.tolist(), stop.tolist()
+            blank_list = self._blank[tokens].tolist()
+            for b, row in enumerate(batch_rows):
+                if row.finish is not None:
+                    continue
+                row.tokens.append(tok_list[b])
+                row.logprobs.append(lp_list[b])
+                if taus is not None:
+                    row.logits.append(float(chosen[b]))
+                    row.lse.append(lse[b].tolist())
+                row.has_text = row.has_text or not blank_list[b]
+                if stop_list[b] or last:
+                    row.finish = "stop" if stop_list[b] else "length"
+                    pending[row.question] -= 1
+                    if pending[row.question] == 0:
+                        yield self._collect(qids[row.question], rows, row.question, per_q, config)
+            if last or not any(pending):
+                break
+            still = running & ~stop
+            if (~still).sum().item() > _COMPACT_FRACTION * len(batch_rows):
+                keep = still.nonzero()[:, 0]
+                cache.batch_select_indices(keep)
+                alive, attention, next_pos = alive[keep], attention[keep], next_pos[keep]
+                tokens = tokens[keep]
+            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+            logits = self._forward(input_ids=tokens[:, None], attention_mask=attention,
+                                   position_ids=next_pos, cache=cache)
+            next_pos = next_pos + 1
+
+    def _draw(self, logits: torch.Tensor, batch_rows: list[_Row], keys: np.ndarray, step: int,
+              config: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next token of every row and its log-probability under the distribution it came from.
+
+        Sampled rows use exact two-level inverse-CDF sampling from softmax(logits / T): a block of
+        the vocabulary by the cumulative block masses, then a token inside it, both cumulated in
+        float64 so no tail token is lost to rounding. Greedy rows take the argmax (at T = 1).
+        """
+        probs = torch.softmax(logits / config.temperature, dim=-1)
+        n, vocab = probs.shape
+        padded = -vocab % _BLOCK
+        if padded:
+            probs = torch.nn.functional.pad(probs, (0, padded))
+        blocks = probs.view(n, -1, _BLOCK)
+        block_cdf = blocks.sum(-1).to(torch.float64).cumsum(-1)
+        u = torch.from_numpy(uniforms(keys, step))
+        target = u * block_cdf[:, -1]
+        b = torch.searchsorted(block_cdf, target[:, None], right=True)[:, 0].clamp(
+            max=block_cdf.shape[1] - 1)
+        below = torch.where(b > 0, block_cdf.gather(1, (b - 1).clamp(min=0)[:, None])[:, 0], 0.0)
+        within = blocks[torch.arange(n), b].to(torch.float64).cumsum(-1)
+        residual = torch.minimum(target - below, within[:, -1] * (1 - 1e-12))
+        j = torch.searchsorted(within, residual[:, None], right=True)[:, 0].clamp(max=_BLOCK - 1)
+        tokens = b * _BLOCK + j
+        # A drawn token has probability far above float32's smallest normal, so its log is exact
+        # to float32 precision: no second pass over the vocabulary for log-softmax.
+        logprobs = torch.log(probs.gather(1, tokens[:, None])[:, 0])
+        greedy = torch.tensor([r.greedy for r in batch_rows])
+        if greedy.any():
+            g_tokens = logits[greedy].argmax(-1)
+            tokens[greedy] = g_tokens
+            g_logits = logits[greedy]
+            logprobs[greedy] = (g_logits.gather(1, g_tokens[:, None])[:, 0]
+                                - torch.logsumexp(g_logits, dim=-1))
+        return tokens, logprobs
+
+    def _collect(self, qid: str, rows: list[_Row], question: int, per_q: int,
+                 config: SamplingConfig) -> QuestionSamples:
+        mine = rows[question * per_q:(question + 1) * per_q]
+        samples = [self._to_sample(r, config) for r in mine]
+        for r in mine:  # free the per-token lists of a finished question
+            r.tokens, r.logprobs, r.logits, r.lse = [], [], [], []
+        greedy = samples.pop() if config.greedy else None
+        return QuestionSamples(question_id=qid, samples=tuple(samples), greedy=greedy)
+
+    def _to_sample(self, row: _Row, config: SamplingConfig) -> Sample:
+        body = row.tokens[:-1] if row.tokens and row.tokens[-1] in self._stop_ids else row.tokens
+        text = self.tokenizer.decode(body, skip_special_tokens=True)
+        text = text.strip().split("\n", 1)[0].strip() if config.stop_at_newline else text.strip()
+        return Sample(
+            text=text,
+            token_ids=tuple(row.tokens),
+            logprobs=tuple(row.logprobs),
+            finish_reason="stop" if row.finish == "stop" else "length",
+            logits=tuple(row.logits) if config.tau_grid else None,
+            lse=tuple(tuple(x) for x in row.lse) if config.tau_grid else None,
+        )
+
