@@ -55,7 +55,7 @@ def sample(
     data_dir: Annotated[Path | None, typer.Option(help="Folder with local copies of named sets.")]
         = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use the first N questions.")] = None,
-    samples: Annotated[int, typer.Option("--samples", "-m", min=1, help="Answers per question (M).")]
+    samples: Annotated[int, typer.Option("--samples", "-m", min=1, help="Answers per question.")]
         = 50,
     temperature: Annotated[float, typer.Option("--temperature", "-t", help="Sampling T.")] = 1.0,
     style: Annotated[str, typer.Option(help="concise, sentence or cot.")] = "concise",
@@ -67,7 +67,8 @@ def sample(
     batch_rows: Annotated[int, typer.Option(min=1, help="Sequences decoded together.")] = 256,
     kind: Annotated[str | None, typer.Option(help="Force 'chat' or 'base' prompting.")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Skip malformed dataset rows (warns).")] = False,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<model>-...).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<model>-...).")] = (
+        None),
     overwrite: Annotated[bool, typer.Option(help="Discard a stored run with other settings.")] =
         False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -76,12 +77,15 @@ def sample(
     from recal.data.loaders import DataFormatError, load_questions
     from recal.models import load_backend
     from recal.models.packaged import ModelFetchError
+    from recal.prompts import STYLES
     from recal.runstore import RunFormatError, RunMismatchError
-    from recal.sampling import sample_run
     from recal.samples import SamplingConfig
+    from recal.sampling import sample_run
 
     if kind not in (None, "chat", "base"):
         raise _fail(f"--kind must be 'chat' or 'base', got {kind!r}")
+    if style not in STYLES:  # before the model loads: a typo should not cost a load
+        raise _fail(f"--style must be one of {', '.join(STYLES)}, got {style!r}")
     try:
         config = SamplingConfig(n_samples=samples, temperature=temperature,
                                 max_new_tokens=max_new_tokens, greedy=greedy, seed=seed,

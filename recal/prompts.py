@@ -12,7 +12,8 @@ from typing import Literal, get_args
 
 from recal.data.records import Question
 
-__all__ = ["Style", "STYLES", "DEFAULT_MAX_NEW_TOKENS", "Prompt", "Exemplar", "EXEMPLARS", "build_prompt", "stops_at_newline"]
+__all__ = ["Style", "STYLES", "DEFAULT_MAX_NEW_TOKENS", "Prompt", "Exemplar", "EXEMPLARS",
+           "build_prompt", "stops_at_newline"]
 
 Style = Literal["concise", "sentence", "cot"]
 STYLES: tuple[str, ...] = get_args(Style)

@@ -132,7 +132,8 @@ class SamplingConfig:
         if self.max_new_tokens is not None and (
             not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1
         ):
-            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+            raise ValueError(
+                f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if any(not (math.isfinite(t) and t > 0) for t in self.tau_grid):
             raise ValueError(f"tau_grid must hold positive temperatures, got {self.tau_grid!r}")
         if not isinstance(self.batch_rows, int) or self.batch_rows < 1:
@@ -147,11 +148,11 @@ class SamplingConfig:
         """Fill the settings left to the prompt style (answer length, stopping at a newline)."""
         from recal.prompts import DEFAULT_MAX_NEW_TOKENS, stops_at_newline
 
+        by_style = stops_at_newline(style, chat=chat)  # also validates the style
         return replace(
             self,
             max_new_tokens=self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[style],
-            stop_at_newline=(stops_at_newline(style, chat=chat) if self.stop_at_newline is None
-                             else self.stop_at_newline),
+            stop_at_newline=by_style if self.stop_at_newline is None else self.stop_at_newline,
         )
 
     def identity(self) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import pytest
 
 from recal.data.records import Question
 from recal.runstore import RunFormatError, RunMismatchError, RunStore
-from recal.sampling import sample_run
 from recal.samples import SamplingConfig
+from recal.sampling import sample_run
 
 QUESTIONS = [Question(f"q{i}", f"{'abcd'[i % 4]} {i}?", ("a",)) for i in range(8)]
 CONFIG = SamplingConfig(n_samples=5, max_new_tokens=8)

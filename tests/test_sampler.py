@@ -45,7 +45,8 @@ def test_every_sequence_stops_at_its_own_condition(tiny_backend):
             text_so_far = ""
             for k, tok in enumerate(s.token_ids):
                 piece = tiny_backend.tokenizer.decode([tok])
-                is_stop = tok == 2 or ("\n" in piece and (text_so_far + piece.split("\n")[0]).strip())
+                before_newline = (text_so_far + piece.split("\n")[0]).strip()
+                is_stop = tok == 2 or ("\n" in piece and bool(before_newline))
                 if k < len(s.token_ids) - 1:
                     assert not is_stop, f"sample ran past a stop at token {k}: {s}"
                 text_so_far += piece

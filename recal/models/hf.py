@@ -42,8 +42,9 @@ _COMPACT_FRACTION = 0.25  # drop finished rows once they are this share of the b
 
 
 def _config_hash(model: Any) -> str:
+    skip = ("transformers_version", "dtype", "torch_dtype")
     config = {k: v for k, v in model.config.to_dict().items()
-              if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+              if not k.startswith("_") and k not in skip}
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

