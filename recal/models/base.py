@@ -55,5 +55,14 @@ class Backend(ABC):
     ) -> Iterator[QuestionSamples]:
         """Sample ``config.n_samples`` answers (and the greedy one) for each prompt."""
 
+    def next_token_logprobs(self, prompts: Sequence[Prompt],
+                            candidates: Sequence[str]) -> list[list[float]]:
+        """Log-probability that the answer to each prompt begins with each candidate string's
+        first token (P(true) reads "yes"/"no" from it). Backends that cannot see next-token
+        probabilities (some servers) raise ``NotImplementedError``."""
+        raise NotImplementedError(
+            f"the {self.identity.backend} backend does not expose next-token probabilities, "
+            "which the p_true scorer needs")
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to free
         """Free whatever the backend holds (servers, memory)."""

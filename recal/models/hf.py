@@ -180,6 +180,22 @@ class TransformersBackend(Backend):
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return list(self.tokenizer(prompt.text)["input_ids"])
 
+    @torch.inference_mode()
+    def next_token_logprobs(self, prompts: Sequence[Prompt],
+                            candidates: Sequence[str]) -> list[list[float]]:
+        firsts = []
+        for text in candidates:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise ValueError(f"candidate {text!r} encodes to no tokens")
+            firsts.append(ids[0])
+        out: list[list[float]] = []
+        for prompt in prompts:  # one at a time: prompts differ in length and are few
+            ids = torch.tensor([self.encode(prompt)])
+            logits = self.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
+            out.append(torch.log_softmax(logits, -1)[firsts].tolist())
+        return out
+
     # -- sampling --------------------------------------------------------------------------------
 
     def generate(self, question_ids: Sequence[str], prompts: Sequence[Prompt],

@@ -1,0 +1,295 @@
+"""Confidence scorers: from a question's stored samples to (answer, confidence, correct).
+
+Every scorer reads the same stored samples, already grouped into meaning classes by one
+collapsing function B (:func:`classify`), so that many scorers are compared on one run:
+
+=================  ===============================================  ======================
+scorer             confidence                                       needs
+=================  ===============================================  ======================
+modal_share        share of the modal class among the M samples     samples
+heldout_modal      share, in the second half of the samples, of     samples (M >= 2)
+                   the modal class of the first half
+semantic_entropy   exp(-H), H the entropy of the class shares       samples
+greedy_likelihood  exp(mean log-prob per token) of the greedy       the greedy answer
+                   answer
+verbalized         the model's own 0-100% answer, divided by 100    the model
+p_true             P(yes) / (P(yes) + P(no)) when the model is      the model, next-token
+                   asked whether the proposed answer is true        probabilities
+=================  ===============================================  ======================
+
+The answer judged is the modal class, except for greedy_likelihood (the greedy answer's class)
+and heldout_modal (the first half's modal class). The plug-in modal share is biased upward on
+hard questions, because the same samples choose the class and measure its share; the held-out
+variant does not reuse them, so its share is an unbiased estimate of the probability the model
+gives that class (Nakkiran et al. 2025, arXiv 2511.04869).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from recal.data.records import Question
+from recal.models.base import Backend
+from recal.prompts import Prompt
+from recal.registry import Registry
+from recal.samples import QuestionSamples, SamplingConfig
+from recal.semantic.base import Collapser
+
+__all__ = [
+    "Classified",
+    "Prediction",
+    "Scorer",
+    "SCORERS",
+    "classify",
+    "get_scorer",
+    "parse_verbalized",
+]
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A question's samples with the class B gave each of them (and the greedy answer)."""
+
+    question: Question
+    record: QuestionSamples
+    labels: tuple[str, ...]
+    greedy_label: str | None
+
+    def counts(self) -> list[tuple[str, int]]:
+        """Classes by count, largest first; ties go to the class seen first (deterministic)."""
+        first_seen = {label: i for i, label in reversed(list(enumerate(self.labels)))}
+        return sorted(Counter(self.labels).items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))
+
+    def text_of(self, label: str) -> str:
+        """A sampled text in the class (the first), to show or to ask the model about."""
+        for text, lab in zip((s.text for s in self.record.samples), self.labels, strict=True):
+            if lab == label:
+                return text
+        return label
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a scorer says about one question."""
+
+    question_id: str
+    answer: str
+    """The predicted class label."""
+    confidence: float
+    correct: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def classify(questions: Sequence[Question], records: Sequence[QuestionSamples],
+             collapser: Collapser) -> list[Classified]:
+    """Group every question's samples (and its greedy answer) into classes under ``collapser``."""
+    if len(questions) != len(records):
+        raise ValueError(f"got {len(questions)} questions for {len(records)} sample records")
+    out = []
+    for q, rec in zip(questions, records, strict=True):
+        if q.id != rec.question_id:
+            raise ValueError(f"question {q.id!r} is paired with the samples of {rec.question_id!r}")
+        texts = [s.text for s in rec.samples]
+        if rec.greedy is not None:
+            texts.append(rec.greedy.text)  # joins the sample classes under clustering Bs
+        labels = collapser.collapse(q, texts)
+        greedy = labels.pop() if rec.greedy is not None else None
+        out.append(Classified(q, rec, tuple(labels), greedy))
+    return out
+
+
+class Scorer(ABC):
+    """Turns classified samples into predictions. Scorers that ask the model take a backend."""
+
+    name: str
+    needs_backend: bool = False
+
+    @abstractmethod
+    def score(self, items: Sequence[Classified], collapser: Collapser,
+              backend: Backend | None = None) -> list[Prediction]:
+        ...
+
+    def _backend(self, backend: Backend | None) -> Backend:
+        if backend is None:
+            raise ValueError(f"the {self.name} scorer asks the model: pass a backend")
+        return backend
+
+
+SCORERS: Registry[type[Scorer]] = Registry("confidence scorer")
+
+
+def get_scorer(name: str) -> Scorer:
+    return SCORERS.get(name)()
+
+
+def _modal(item: Classified) -> tuple[str, int]:
+    return item.counts()[0]
+
+
+@SCORERS.decorator("modal_share")
+class ModalShare(Scorer):
+    name = "modal_share"
+
+    def score(self, items, collapser, backend=None):
+        out = []
+        for item in items:
+            label, count = _modal(item)
+            out.append(Prediction(item.question.id, label, count / len(item.labels),
+                                  collapser.is_correct(item.question, label),
+                                  {"classes": dict(item.counts())}))
+        return out
+
+
+@SCORERS.decorator("heldout_modal")
+class HeldOutModalShare(Scorer):
+    """Modal class of the first half of the samples; confidence: its share in the second half."""
+
+    name = "heldout_modal"
+
+    def score(self, items, collapser, backend=None):
+        out = []
+        for item in items:
+            m = len(item.labels)
+            if m < 2:
+                raise ValueError(f"heldout_modal needs at least 2 samples per question, "
+                                 f"question {item.question.id!r} has {m}")
+            first, second = item.labels[: m // 2], item.labels[m // 2:]
+            seen = {lab: i for i, lab in reversed(list(enumerate(first)))}
+            label = min(Counter(first).items(), key=lambda kv: (-kv[1], seen[kv[0]]))[0]
+            conf = second.count(label) / len(second)
+            out.append(Prediction(item.question.id, label, conf,
+                                  collapser.is_correct(item.question, label)))
+        return out
+
+
+@SCORERS.decorator("semantic_entropy")
+class SemanticEntropy(Scorer):
+    """Confidence exp(-H) = 1 / (effective number of classes), H = -sum p_c log p_c
+    (semantic entropy of Kuhn, Gal & Farquhar 2023, over the class shares)."""
+
+    name = "semantic_entropy"
+
+    def score(self, items, collapser, backend=None):
+        out = []
+        for item in items:
+            counts = item.counts()
+            m = len(item.labels)
+            entropy = -sum(c / m * math.log(c / m) for _, c in counts)
+            label = counts[0][0]
+            out.append(Prediction(item.question.id, label, math.exp(-entropy),
+                                  collapser.is_correct(item.question, label),
+                                  {"entropy": entropy}))
+        return out
+
+
+@SCORERS.decorator("greedy_likelihood")
+class GreedyLikelihood(Scorer):
+    """exp of the greedy answer's mean log-probability per token (its stop token included)."""
+
+    name = "greedy_likelihood"
+
+    def score(self, items, collapser, backend=None):
+        out = []
+        for item in items:
+            greedy = item.record.greedy
+            if greedy is None or item.greedy_label is None:
+                raise ValueError(f"question {item.question.id!r} has no greedy answer; sample "
+                                 "with greedy=True for the greedy_likelihood scorer")
+            conf = math.exp(greedy.logprob / max(1, len(greedy.logprobs)))
+            out.append(Prediction(item.question.id, item.greedy_label, conf,
+                                  collapser.is_correct(item.question, item.greedy_label)))
+        return out
+
+
+_ASK = "Question: {q}\nProposed answer: {a}\n"
+_VERBAL = ("How confident are you that the proposed answer is correct? Reply with a number "
+           "from 0 to 100 (a percentage) and nothing else.")
+_TRUE = "Is the proposed answer true? Reply with yes or no."
+
+
+def _ask(question: str, answer: str, instruction: str, chat: bool, prefix: str) -> Prompt:
+    body = _ASK.format(q=question, a=answer) + instruction
+    return Prompt(messages=(("user", body),)) if chat else Prompt(text=body + f"\n{prefix}")
+
+
+_NUMBER = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d+)?)\s*(%|percent)?")
+
+
+def parse_verbalized(text: str) -> float | None:
+    """A 0-1 confidence from a reply such as '85', '85%', 'I am 90 percent sure', '0.7'.
+
+    The first number in [0, 100] counts; a number at most 1 without a percent sign is read as a
+    probability. ``None`` when there is no such number.
+    """
+    for match in _NUMBER.finditer(text):
+        value = float(match.group(1))
+        if match.group(2) is None and value <= 1 and "." in match.group(1):
+            return value
+        if 0 <= value <= 100:
+            return value / 100
+    return None
+
+
+@SCORERS.decorator("verbalized")
+class Verbalized(Scorer):
+    """Asks the model for its confidence in the modal answer, in percent (greedy reply).
+
+    Replies with no readable number get confidence 0.5 and are counted in ``extra['unparsed']``.
+    """
+
+    name = "verbalized"
+    needs_backend = True
+
+    def score(self, items, collapser, backend=None):
+        model = self._backend(backend)
+        labels = [_modal(item)[0] for item in items]
+        prompts = [_ask(item.question.question, item.text_of(label), _VERBAL, model.is_chat,
+                        "Confidence:") for item, label in zip(items, labels, strict=True)]
+        config = SamplingConfig(n_samples=1, greedy=True, max_new_tokens=8, stop_at_newline=True)
+        ids = [item.question.id for item in items]
+        replies = {r.question_id: r.greedy.text for r in model.generate(ids, prompts, config)}
+        out = []
+        for item, label in zip(items, labels, strict=True):
+            parsed = parse_verbalized(replies[item.question.id])
+            out.append(Prediction(item.question.id, label, 0.5 if parsed is None else parsed,
+                                  collapser.is_correct(item.question, label),
+                                  {"reply": replies[item.question.id],
+                                   "unparsed": parsed is None}))
+        return out
+
+
+_YES = ("Yes", "yes", " Yes", " yes", "YES")
+_NO = ("No", "no", " No", " no", "NO")
+
+
+@SCORERS.decorator("p_true")
+class PTrue(Scorer):
+    """P(true) of Kadavath et al. 2022: the model is shown its modal answer and asked whether it
+    is true; confidence = P(yes) / (P(yes) + P(no)) over the first answer token, summing the
+    spellings of yes and of no."""
+
+    name = "p_true"
+    needs_backend = True
+
+    def score(self, items, collapser, backend=None):
+        model = self._backend(backend)
+        labels = [_modal(item)[0] for item in items]
+        prompts = [_ask(item.question.question, item.text_of(label), _TRUE, model.is_chat,
+                        "Answer:") for item, label in zip(items, labels, strict=True)]
+        logprobs = model.next_token_logprobs(prompts, _YES + _NO)
+        out = []
+        for item, label, row in zip(items, labels, logprobs, strict=True):
+            # Spellings that begin with the same token get the same value: count each token once.
+            yes = sum(math.exp(x) for x in set(row[: len(_YES)]))
+            no = sum(math.exp(x) for x in set(row[len(_YES):]))
+            conf = yes / (yes + no) if yes + no > 0 else 0.5
+            out.append(Prediction(item.question.id, label, conf,
+                                  collapser.is_correct(item.question, label),
+                                  {"p_yes": yes, "p_no": no}))
+        return out
