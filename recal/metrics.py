@@ -1,9 +1,10 @@
 """Calibration metrics on ``(confidence, correct)`` arrays, and fast bootstrap intervals for them.
 
 Every metric takes two 1-D arrays of the same length: ``confidence[i]`` in [0, 1] is the model's
-stated probability that its answer to question ``i`` is right, and ``correct[i]`` (bool, or 0/1) says
-whether it was. Public functions check their input and raise ``ValueError`` naming the argument;
-the private ``_..._compute`` versions skip the checks, for loops that have checked once already.
+stated probability that its answer to question ``i`` is right, and ``correct[i]`` (bool, or 0/1)
+says whether it was. Public functions check their input and raise ``ValueError`` naming the
+argument; the private ``_..._compute`` versions skip the checks, for loops that have checked once
+already.
 
 Which way is better and the range of each metric are recorded in :data:`METRICS`:
 
@@ -104,7 +105,7 @@ def _as_1d(values: npt.ArrayLike, name: str) -> FloatArray:
 
 
 def _check(confidence: npt.ArrayLike, correct: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
-    """Validated float64 copies of the two arrays, or a ``ValueError`` naming the bad one."""
+    """The two arrays as float64, checked; a ``ValueError`` names the bad one."""
     conf = _as_1d(confidence, "confidence")
     corr = _as_1d(correct, "correct")
     if conf.size != corr.size:
@@ -435,8 +436,8 @@ def binned_ece(
     calibration error, ``p=inf`` the maximum over non-empty bins (:func:`mce`).
 
     ``binning="width"``: ``n_bins`` bins of equal width, ``[k/B, (k+1)/B)`` with 1.0 in the last
-    bin, exactly as ``netcal.metrics.ECE(n_bins)``. ``binning="mass"``: bins holding equal numbers of
-    predictions, with edges placed as in Kumar et al.'s ``get_equal_bins`` (halfway between
+    bin, exactly as ``netcal.metrics.ECE(n_bins)``. ``binning="mass"``: bins holding equal numbers
+    of predictions, with edges placed as in Kumar et al.'s ``get_equal_bins`` (halfway between
     neighbouring groups of the sorted confidences, so tied values share a bin; fewer than
     ``n_bins`` bins when there are fewer predictions).
     """
@@ -483,7 +484,7 @@ def debiased_ece(
     n_bins: int = _DEFAULT_BINS,
     squared: bool = False,
 ) -> float:
-    """Debiased l2 calibration error of Kumar, Liang & Ma (2019), "Verified Uncertainty Calibration".
+    """Debiased l2 calibration error (Kumar, Liang & Ma 2019, "Verified Uncertainty Calibration").
 
     With equal-mass bins (as ``binning="mass"`` in :func:`binned_ece`), the plug-in squared error
     ``(conf_b - acc_b)^2`` of each bin overestimates the truth by about the variance of ``acc_b``;
@@ -853,34 +854,53 @@ class _Resamples:
         """Matrix (levels x evaluation points) that takes per-level sums to relplot's smoothed
         values: linear binning onto its grid, reflected convolution and interpolation, composed.
 
-        The grid value at ``j`` is ``sum_i v_i [A(j - i) + A(j + i) + A(j + i - 2(M - 1))]`` (the
-        mirror images at 0 and 1; the end points are not mirrored onto themselves), with ``A`` the
-        kernel sampled on the grid as relplot samples it.
+        Row ``j`` of the smoothing on the grid is ``G[j, i] = A(j - i) + A(j + i) +
+        A(j + i - 2(M - 1))`` (the point and its mirror images at 0 and 1; the end points are not
+        mirrored onto themselves), with ``A`` the kernel sampled as relplot samples it; each term
+        is a contiguous slice of the padded kernel, so the rows needed are cheap to build.
         """
         size, n_eval = _grid_size(sigma), _eval_size(sigma)
-        half = size // 2
-        shift = 2 * size - 2
+        shift = 2 * size - 2  # kernel[shift + d] = A(d) for d in [-(2M - 2), 2M - 2]
         kernel = np.zeros(4 * size - 3)
-        kernel[shift - half : shift - half + size] = _kernel_values(sigma, size)
-        lower, frac = _grid_position(self.cells.level_conf, size)
+        kernel[shift - size // 2 : shift - size // 2 + size] = _kernel_values(sigma, size)
+        forwards = np.lib.stride_tricks.sliding_window_view(kernel, size)
+        backwards = np.lib.stride_tricks.sliding_window_view(kernel[::-1], size)
+
+        def grid_rows(j: npt.NDArray[np.int64]) -> FloatArray:
+            rows = backwards[kernel.size - 1 - shift - j] + forwards[shift + j] + forwards[j]
+            rows[:, 0] -= kernel[shift + j]
+            rows[:, -1] -= kernel[j + size - 1]
+            return rows
+
         t = np.linspace(0.0, 1.0, n_eval)
         step = 1 / (size - 1)
         t_index = (t * (size - 1)).astype(np.int64).clip(0, size - 2)
-        t_frac = (t - t_index * step) / step
-        matrix = np.zeros((lower.size, n_eval))
-        for a, level_weight in ((0, 1.0 - frac), (1, frac)):
-            i = (lower + a)[:, None]
-            mirror_left = (i >= 1).astype(np.float64)
-            mirror_right = (i <= size - 2).astype(np.float64)
-            for b, eval_weight in ((0, 1.0 - t_frac), (1, t_frac)):
-                j = (t_index + b)[None, :]
-                grid = (
-                    kernel[j - i + shift]
-                    + mirror_left * kernel[j + i + shift]
-                    + mirror_right * kernel[j + i - 2 * (size - 1) + shift]
-                )
-                matrix += level_weight[:, None] * eval_weight[None, :] * grid
-        return matrix
+        t_frac = ((t - t_index * step) / step)[:, None]
+        at_eval = (1 - t_frac) * grid_rows(t_index) + t_frac * grid_rows(t_index + 1)
+        lower, frac = _grid_position(self.cells.level_conf, size)
+        frac = frac[:, None]
+        return (1 - frac) * at_eval[:, lower].T + frac * at_eval[:, lower + 1].T
+
+    def _fft_is_cheaper(self, sigma: float, rows: int) -> bool:
+        """Whether a few rows are cheaper to smooth one by one than to build the kernel matrix."""
+        size = _grid_size(sigma)
+        nfft = 1 << (4 * size - 4).bit_length()
+        per_row = 0.6 * nfft * math.log2(nfft) + 20 * self.cells.level_min.size
+        return rows * per_row < 6 * _eval_size(sigma) * size
+
+    def _smooth_ece_by_fft(self, residual: FloatArray, count: FloatArray, sigma: float
+                           ) -> FloatArray:
+        """Smooth ECE of each row at ``sigma`` the way :func:`_smece_at` computes it."""
+        size, rows = _grid_size(sigma), residual.shape[0]
+        lower, frac = _grid_position(self.cells.level_conf, size)
+        index = (np.arange(2 * rows)[:, None] * size + lower[None, :]).ravel()
+        values = np.concatenate([residual, count])
+        grid = np.bincount(index, (values * (1.0 - frac)).ravel(), minlength=2 * rows * size)
+        grid += np.bincount(index + 1, (values * frac).ravel(), minlength=2 * rows * size)
+        t = np.linspace(0.0, 1.0, _eval_size(sigma))
+        smoothed = _interpolate(t, _reflect_smooth(grid.reshape(2 * rows, size), sigma))
+        density = smoothed[rows:] + _SMECE_DENSITY_EPS
+        return np.sum(np.abs(smoothed[:rows] / density) * density, axis=1) / density.sum(axis=1)
 
     def smooth_ece(self) -> FloatArray:
         """Smooth ECE of every row with its own bandwidth search.
@@ -909,14 +929,17 @@ class _Resamples:
             for k in np.unique(probe[active]):
                 k = int(k)
                 sigma = k / _DYADIC
-                if k not in kernels:
-                    matrix = self.level_kernel(sigma)
-                    kernels[k] = (matrix, matrix.sum(axis=1))
-                matrix, total = kernels[k]
                 members = active[probe[active] == k]
-                numerator = np.abs(residual[members] @ matrix).sum(axis=1)
-                denominator = count[members] @ total + matrix.shape[1] * _SMECE_DENSITY_EPS
-                value = numerator / denominator
+                if k not in kernels and self._fft_is_cheaper(sigma, members.size):
+                    value = self._smooth_ece_by_fft(residual[members], count[members], sigma)
+                else:
+                    if k not in kernels:
+                        matrix = self.level_kernel(sigma)
+                        kernels[k] = (matrix, matrix.sum(axis=1))
+                    matrix, total = kernels[k]
+                    numerator = np.abs(residual[members] @ matrix).sum(axis=1)
+                    denominator = count[members] @ total + matrix.shape[1] * _SMECE_DENSITY_EPS
+                    value = numerator / denominator
                 passes = (sigma < _SMECE_SEARCH_FLOOR) | (sigma < value)
                 low[members[passes]] = k
                 value_low[members[passes]] = value[passes]

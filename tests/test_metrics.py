@@ -442,8 +442,13 @@ def test_fast_bootstrap_agrees_with_resampling_the_data(kind: str) -> None:
 
 
 @pytest.mark.parametrize("n", [1, 9, 300])
-def test_resampled_cells_equal_metrics_on_resampled_data(n: int) -> None:
+@pytest.mark.parametrize("smoothing", ["kernel matrix", "fft"])
+def test_resampled_cells_equal_metrics_on_resampled_data(
+    n: int, smoothing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With exact levels, each resample's batch value is the metric of that resampled data."""
+    use_fft = smoothing == "fft"
+    monkeypatch.setattr(metrics._Resamples, "_fft_is_cheaper", lambda self, s, r: use_fft)
     conf, corr = make_data(n, seed=n, kind="discrete")
     cells = metrics._build_cells(conf, corr)
     assert cells.exact
