@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -46,63 +47,140 @@ def _default_out(model: str, dataset: str, style: str, samples: int) -> Path:
     return Path("runs") / f"{stem}-{data}-{style}-m{samples}"
 
 
-@app.command()
-def sample(
-    model: Annotated[str, typer.Option(help="Packaged name, .gguf file, folder or hub id.")] =
-        DEFAULT_MODEL,
-    dataset: Annotated[str, typer.Option(help="'builtin', a named set, or a .jsonl/.csv file.")] =
-        DEFAULT_DATASET,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with local copies of named sets.")]
-        = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Use the first N questions.")] = None,
-    samples: Annotated[int, typer.Option("--samples", "-m", min=1, help="Answers per question.")]
-        = 50,
-    temperature: Annotated[float, typer.Option("--temperature", "-t", help="Sampling T.")] = 1.0,
-    style: Annotated[str, typer.Option(help="concise, sentence or cot.")] = "concise",
-    shots: Annotated[int | None, typer.Option(help="Few-shot examples (default: 0 chat, 5 base).")]
-        = None,
-    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Default: by style.")] = None,
-    greedy: Annotated[bool, typer.Option(help="Also record the greedy answer.")] = True,
-    seed: Annotated[int, typer.Option(help="Seed of the counter-based sampler.")] = 0,
-    batch_rows: Annotated[int, typer.Option(min=1, help="Sequences decoded together.")] = 256,
-    kind: Annotated[str | None, typer.Option(help="Force 'chat' or 'base' prompting.")] = None,
-    skip_bad: Annotated[bool, typer.Option(help="Skip malformed dataset rows (warns).")] = False,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<model>-...).")] = (
-        None),
-    overwrite: Annotated[bool, typer.Option(help="Discard a stored run with other settings.")] =
-        False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-) -> None:
-    """Sample M answers per question into a resumable run folder."""
-    from recal.data.loaders import DataFormatError, load_questions
-    from recal.models import load_backend
+# The options shared by every command that samples (one definition, used by each signature).
+ModelOpt = Annotated[str, typer.Option(help="Packaged name, .gguf file, folder or hub id.")]
+DatasetOpt = Annotated[str, typer.Option(help="'builtin', a named set, or a .jsonl/.csv file.")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Folder with local copies of named sets.")]
+LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use the first N questions.")]
+SamplesOpt = Annotated[int, typer.Option("--samples", "-m", min=1, help="Answers per question.")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", "-t", help="Sampling T.")]
+StyleOpt = Annotated[str, typer.Option(help="concise, sentence or cot.")]
+ShotsOpt = Annotated[int | None, typer.Option(help="Few-shot examples (default: 0 chat, 5 base).")]
+MaxTokensOpt = Annotated[int | None, typer.Option(min=1, help="Default: by style.")]
+GreedyOpt = Annotated[bool, typer.Option(help="Also record the greedy answer.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the counter-based sampler.")]
+BatchRowsOpt = Annotated[int, typer.Option(min=1, help="Sequences decoded together.")]
+KindOpt = Annotated[str | None, typer.Option(help="Force 'chat' or 'base' prompting.")]
+SkipBadOpt = Annotated[bool, typer.Option(help="Skip malformed dataset rows (warns).")]
+OutOpt = Annotated[Path | None, typer.Option(help="Run folder (default: runs/<model>-...).")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Discard a stored run with other settings.")]
+ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
+
+
+@dataclass(frozen=True)
+class _SampleOptions:
+    model: str
+    dataset: str
+    data_dir: Path | None
+    limit: int | None
+    samples: int
+    temperature: float
+    style: str
+    shots: int | None
+    max_new_tokens: int | None
+    greedy: bool
+    seed: int
+    batch_rows: int
+    kind: str | None
+    skip_bad: bool
+    out: Path | None
+    overwrite: bool
+    progress: bool
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from recal.data.loaders import DataFormatError
     from recal.models.packaged import ModelFetchError
-    from recal.prompts import STYLES
     from recal.runstore import RunFormatError, RunMismatchError
+
+    return (ValueError, KeyError, FileNotFoundError, DataFormatError, ModelFetchError,
+            RunMismatchError, RunFormatError, RuntimeError, NotImplementedError)
+
+
+def _message(exc: BaseException) -> str:
+    return exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def _sample(opts: _SampleOptions):
+    """Load questions and model, sample what the run folder lacks; (store, backend)."""
+    from recal.data.loaders import load_questions
+    from recal.models import load_backend
+    from recal.prompts import STYLES
     from recal.samples import SamplingConfig
     from recal.sampling import sample_run
 
-    if kind not in (None, "chat", "base"):
-        raise _fail(f"--kind must be 'chat' or 'base', got {kind!r}")
-    if style not in STYLES:  # before the model loads: a typo should not cost a load
-        raise _fail(f"--style must be one of {', '.join(STYLES)}, got {style!r}")
+    if opts.kind not in (None, "chat", "base"):
+        raise _fail(f"--kind must be 'chat' or 'base', got {opts.kind!r}")
+    if opts.style not in STYLES:  # before the model loads: a typo should not cost a load
+        raise _fail(f"--style must be one of {', '.join(STYLES)}, got {opts.style!r}")
     try:
-        config = SamplingConfig(n_samples=samples, temperature=temperature,
-                                max_new_tokens=max_new_tokens, greedy=greedy, seed=seed,
-                                batch_rows=batch_rows)
-        questions = load_questions(dataset, data_dir=data_dir, limit=limit, skip_bad=skip_bad)
-        out = out or _default_out(model, dataset, style, samples)
-        typer.echo(f"loading {model} ...", err=True)
-        backend = load_backend(model, kind=kind)  # type: ignore[arg-type]
-        store = sample_run(backend, questions, out=out, config=config, style=style, shots=shots,
-                           dataset=dataset, overwrite=overwrite, progress=progress)
-    except (ValueError, KeyError, FileNotFoundError, DataFormatError, ModelFetchError,
-            RunMismatchError, RunFormatError, RuntimeError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        raise _fail(message) from None
+        config = SamplingConfig(n_samples=opts.samples, temperature=opts.temperature,
+                                max_new_tokens=opts.max_new_tokens, greedy=opts.greedy,
+                                seed=opts.seed, batch_rows=opts.batch_rows)
+        questions = load_questions(opts.dataset, data_dir=opts.data_dir, limit=opts.limit,
+                                   skip_bad=opts.skip_bad)
+        out = opts.out or _default_out(opts.model, opts.dataset, opts.style, opts.samples)
+        typer.echo(f"loading {opts.model} ...", err=True)
+        backend = load_backend(opts.model, kind=opts.kind)  # type: ignore[arg-type]
+        store = sample_run(backend, questions, out=out, config=config, style=opts.style,
+                           shots=opts.shots, dataset=opts.dataset, overwrite=opts.overwrite,
+                           progress=opts.progress)
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
     except KeyboardInterrupt as exc:
         raise _fail(str(exc) or "interrupted", code=130) from None
+    return store, backend
+
+
+@app.command()
+def sample(
+    model: ModelOpt = DEFAULT_MODEL, dataset: DatasetOpt = DEFAULT_DATASET,
+    data_dir: DataDirOpt = None, limit: LimitOpt = None, samples: SamplesOpt = 50,
+    temperature: TemperatureOpt = 1.0, style: StyleOpt = "concise", shots: ShotsOpt = None,
+    max_new_tokens: MaxTokensOpt = None, greedy: GreedyOpt = True, seed: SeedOpt = 0,
+    batch_rows: BatchRowsOpt = 256, kind: KindOpt = None, skip_bad: SkipBadOpt = False,
+    out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
+) -> None:
+    """Sample M answers per question into a resumable run folder."""
+    store, _ = _sample(_SampleOptions(**locals()))
     typer.echo(f"{len(store.done_ids())} questions x {samples} samples stored in {store.path}")
+
+
+@app.command()
+def measure(
+    model: ModelOpt = DEFAULT_MODEL, dataset: DatasetOpt = DEFAULT_DATASET,
+    data_dir: DataDirOpt = None, limit: LimitOpt = None, samples: SamplesOpt = 50,
+    temperature: TemperatureOpt = 1.0, style: StyleOpt = "concise", shots: ShotsOpt = None,
+    max_new_tokens: MaxTokensOpt = None, greedy: GreedyOpt = True, seed: SeedOpt = 0,
+    batch_rows: BatchRowsOpt = 256, kind: KindOpt = None, skip_bad: SkipBadOpt = False,
+    out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
+    collapse: Annotated[str, typer.Option(help="Collapsing function B.")] = "normalized",
+    scorers: Annotated[str, typer.Option(help="Comma-separated confidence scorers.")] =
+        ",".join(("modal_share", "heldout_modal", "semantic_entropy", "greedy_likelihood")),
+    resamples: Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")] = 1000,
+    report: Annotated[Path | None, typer.Option(help="Report folder (default: OUT/report-B).")]
+        = None,
+) -> None:
+    """Sample (reusing a matching stored run), then score and report calibration."""
+    from recal.measure import MeasureConfig, measure_run, write_report
+
+    options = {k: v for k, v in locals().items() if k in _SampleOptions.__dataclass_fields__}
+    try:  # check the measurement settings before any sampling
+        config = MeasureConfig(collapse=collapse, scorers=tuple(
+            s.strip() for s in scorers.split(",") if s.strip()), n_resamples=resamples)
+        from recal.semantic import get_collapser
+
+        collapser = get_collapser(collapse)
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    store, backend = _sample(_SampleOptions(**options))
+    try:
+        result = measure_run(store, config, backend=backend, collapser=collapser)
+        folder = write_report(result, report or store.path / f"report-{collapse}")
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    typer.echo((folder / "report.md").read_text().split("\n\n![")[0])
+    typer.echo(f"\nreport: {folder / 'report.md'} (and report.html, metrics.json, scores.jsonl)")
 
 
 def main() -> None:

@@ -1,0 +1,248 @@
+"""Measurement: a stored run -> classes -> confidence scores -> metrics -> a report folder.
+
+    report = measure_run(RunStore.open("runs/x"), MeasureConfig(collapse="normalized"))
+    write_report(report, "runs/x/report")
+
+The report folder holds ``scores.jsonl`` (per question: classes with counts, and each scorer's
+answer, confidence and correctness), ``metrics.json`` (every metric with a bootstrap interval, per
+scorer), ``reliability.png`` (one diagram per scorer) and ``report.md`` / ``report.html``, the
+page a person reads first. The collapsing function used is named in all of them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recal import __version__
+from recal.confidence import SCORERS, Classified, Prediction, classify, get_scorer
+from recal.metrics import METRICS, BootstrapResult, compute_all
+from recal.models.base import Backend
+from recal.runstore import RunStore
+from recal.semantic.base import Collapser, get_collapser
+
+__all__ = ["MeasureConfig", "ScorerResult", "MeasureReport", "measure_run", "write_report",
+           "compare_collapsers", "HEADLINE_METRICS"]
+
+DEFAULT_SCORERS = ("modal_share", "heldout_modal", "semantic_entropy", "greedy_likelihood")
+HEADLINE_METRICS = ("smooth_ece", "ece", "brier_score", "auroc", "accuracy", "mean_confidence")
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How a run is measured."""
+
+    collapse: str = "normalized"
+    """The collapsing function B (see ``recal.semantic``)."""
+    scorers: tuple[str, ...] = DEFAULT_SCORERS
+    """Confidence scorers; 'verbalized' and 'p_true' also need the model."""
+    n_resamples: int = 1000
+    """Bootstrap resamples for every interval."""
+    confidence_level: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in self.scorers:
+            SCORERS.get(name)  # unknown names: did-you-mean KeyError, before any work
+        if not self.scorers:
+            raise ValueError("scorers is empty: name at least one confidence scorer")
+        if self.n_resamples < 1:
+            raise ValueError(f"n_resamples must be positive, got {self.n_resamples}")
+        if not 0 < self.confidence_level < 1:
+            raise ValueError(f"confidence_level must be in (0, 1), got {self.confidence_level}")
+
+
+@dataclass
+class ScorerResult:
+    scorer: str
+    predictions: list[Prediction]
+    metrics: dict[str, BootstrapResult]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        conf = np.array([p.confidence for p in self.predictions], dtype=float)
+        corr = np.array([p.correct for p in self.predictions], dtype=float)
+        return conf, corr
+
+
+@dataclass
+class MeasureReport:
+    run: str
+    manifest: dict[str, Any]
+    config: MeasureConfig
+    items: list[Classified]
+    results: dict[str, ScorerResult] = field(default_factory=dict)
+
+    @property
+    def collapse(self) -> str:
+        return self.config.collapse
+
+
+def _paired(store: RunStore) -> tuple[list, list]:
+    records = store.samples_by_id()
+    questions = [q for q in store.questions() if q.id in records]
+    if not questions:
+        raise ValueError(f"{store.path} holds no finished questions yet: run `recal sample` first")
+    return questions, [records[q.id] for q in questions]
+
+
+def measure_run(store: RunStore, config: MeasureConfig | None = None, *,
+                backend: Backend | None = None, collapser: Collapser | None = None,
+                ) -> MeasureReport:
+    """Classify every finished question of ``store`` and score it with each scorer."""
+    config = config or MeasureConfig()
+    collapser = collapser or get_collapser(config.collapse)
+    questions, records = _paired(store)
+    items = classify(questions, records, collapser)
+    report = MeasureReport(str(store.path), store.manifest, config, items)
+    for name in config.scorers:
+        scorer = get_scorer(name)
+        if scorer.needs_backend and backend is None:
+            raise ValueError(f"the {name} scorer asks the model: load it (the CLI does this "
+                             "when --scorers names it)")
+        predictions = scorer.score(items, collapser, backend)
+        conf = np.array([p.confidence for p in predictions], dtype=float)
+        corr = np.array([p.correct for p in predictions], dtype=float)
+        metrics = compute_all(conf, corr, n_resamples=config.n_resamples, seed=config.seed,
+                              confidence_level=config.confidence_level)
+        report.results[name] = ScorerResult(name, predictions, metrics)
+    return report
+
+
+def compare_collapsers(store: RunStore, names: Sequence[str], *, scorer: str = "modal_share",
+                       n_resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The same samples measured under several collapsing functions: every metric per B, and
+    how far each moves from the first B (the difference of estimates, with a paired bootstrap
+    interval is left to the caller: the per-question scores are returned too)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        config = MeasureConfig(collapse=name, scorers=(scorer,), n_resamples=n_resamples,
+                               seed=seed)
+        result = measure_run(store, config).results[scorer]
+        out[name] = {"metrics": {k: asdict(v) for k, v in result.metrics.items()},
+                     "predictions": result.predictions}
+    return out
+
+
+# -- writing the report folder -------------------------------------------------------------------
+
+def _fmt(result: BootstrapResult) -> str:
+    return f"{result.estimate:.3f} [{result.low:.3f}, {result.high:.3f}]"
+
+
+def _metrics_table(report: MeasureReport,
+                   metrics: Sequence[str] = HEADLINE_METRICS) -> list[list[str]]:
+    header = ["scorer", *metrics]
+    rows = [header]
+    for name, result in report.results.items():
+        rows.append([name, *(_fmt(result.metrics[m]) for m in metrics)])
+    return rows
+
+
+def _markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def _describe(report: MeasureReport) -> list[tuple[str, str]]:
+    m = report.manifest
+    sampling = m.get("sampling", {})
+    return [
+        ("model", f"{m['model']['name']} ({m['model']['kind']}, {m['model']['backend']})"),
+        ("questions", f"{len(report.items)} of {m['questions']['count']} "
+                      f"({m['questions']['dataset']})"),
+        ("prompt style", f"{m['style']}" + (f", {m['shots']} shots" if m.get("shots") else "")),
+        ("sampling", f"M = {sampling.get('n_samples')}, T = {sampling.get('temperature')}, "
+                     f"no truncation, max {sampling.get('max_new_tokens')} tokens"),
+        ("collapsing function B", report.collapse),
+        ("intervals", f"{report.config.confidence_level:.0%} percentile bootstrap, "
+                      f"{report.config.n_resamples} resamples, seed {report.config.seed}"),
+    ]
+
+
+def _examples(report: MeasureReport, k: int = 5) -> list[tuple[str, str, str, float]]:
+    """The most confident wrong answers of the first scorer: where calibration hurts."""
+    first = next(iter(report.results.values()))
+    by_id = {item.question.id: item for item in report.items}
+    wrong = sorted((p for p in first.predictions if not p.correct), key=lambda p: -p.confidence)
+    return [(by_id[p.question_id].question.question, by_id[p.question_id].question.answer,
+             by_id[p.question_id].text_of(p.answer), p.confidence) for p in wrong[:k]]
+
+
+def write_report(report: MeasureReport, out: str | Path, *, diagram: bool = True) -> Path:
+    """Write scores.jsonl, metrics.json, reliability.png, report.md and report.html."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
+        for i, item in enumerate(report.items):
+            row = {
+                "id": item.question.id, "question": item.question.question,
+                "gold": list(item.question.answers),
+                "classes": dict(item.counts()),
+                "greedy": item.greedy_label,
+                "scorers": {name: {"answer": r.predictions[i].answer,
+                                   "confidence": r.predictions[i].confidence,
+                                   "correct": r.predictions[i].correct}
+                            for name, r in report.results.items()},
+            }
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    metrics_doc = {
+        "recal_version": __version__, "run": report.run, "collapse": report.collapse,
+        "model": report.manifest.get("model"), "style": report.manifest.get("style"),
+        "sampling": report.manifest.get("sampling"), "n_questions": len(report.items),
+        "metric_info": {k: {"higher_is_better": v.higher_is_better, "range": list(v.range)}
+                        for k, v in METRICS.items()},
+        "scorers": {name: {m: asdict(v) for m, v in r.metrics.items()}
+                    for name, r in report.results.items()},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, sort_keys=True) + "\n")
+    if diagram:
+        from recal.plots import reliability_data, save_reliability_grid
+
+        panels = [(name, reliability_data(*r.arrays(), seed=report.config.seed))
+                  for name, r in report.results.items()]
+        save_reliability_grid(panels, out / "reliability.png", ncols=min(3, len(panels)))
+    _write_pages(report, out, diagram)
+    return out
+
+
+def _write_pages(report: MeasureReport, out: Path, diagram: bool) -> None:
+    facts, table, examples = _describe(report), _metrics_table(report), _examples(report)
+    md = ["# Calibration report", ""]
+    md += [f"- **{k}**: {v}" for k, v in facts]
+    md += ["", "Lower is better for smooth_ece, ece and brier_score; higher for auroc. "
+           "Each cell: estimate [interval].", "", _markdown_table(table), ""]
+    if diagram:
+        md += ["![reliability diagrams](reliability.png)", ""]
+    if examples:
+        md += ["## Most confident wrong answers", "",
+               _markdown_table([["question", "gold", "model's answer", "confidence"]] +
+                               [[q, g, a, f"{c:.2f}"] for q, g, a, c in examples]), ""]
+    md += ["Per-question scores: `scores.jsonl`; every metric with intervals: `metrics.json`.", ""]
+    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+
+    def cells(row: list[str], tag: str) -> str:
+        return "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)
+
+    page = ["<!doctype html><meta charset='utf-8'><title>recal calibration report</title>",
+            "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}"
+            "</style>", "<h1>Calibration report</h1><ul>"]
+    page += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in facts]
+    page += ["</ul><table>", f"<tr>{cells(table[0], 'th')}</tr>"]
+    page += [f"<tr>{cells(r, 'td')}</tr>" for r in table[1:]]
+    page += ["</table>"]
+    if diagram:
+        page += ["<p><img src='reliability.png' alt='reliability diagrams' width='100%'></p>"]
+    if examples:
+        page += ["<h2>Most confident wrong answers</h2><table>",
+                 f"<tr>{cells(['question', 'gold', 'answer', 'confidence'], 'th')}</tr>"]
+        page += [f"<tr>{cells([q, g, a, f'{c:.2f}'], 'td')}</tr>" for q, g, a, c in examples]
+        page += ["</table>"]
+    (out / "report.html").write_text("\n".join(page) + "\n", encoding="utf-8")
