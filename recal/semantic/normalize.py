@@ -1,0 +1,425 @@
+"""Normalised exact match with answer extraction: the ``normalized`` collapsing function.
+
+Two answers are one class when their *normalised answer spans* are equal. The span is found in
+three steps (:func:`extract_answer`), then normalised (:func:`normalize_text`):
+
+1. **Marker.** When the text has an explicit answer marker (``####``, ``Answer:``, ``Final
+   answer:``, ``The answer is``, ``answer is``; the last one wins, as chain of thought may mention
+   "answer" earlier), the span is what follows it on its line (or the next line when the marker
+   ends its line).
+2. **First sentence.** Otherwise the span is the first non-empty line, and of it the first
+   sentence (a full stop before a capital or a digit, never after a single letter, a digit or a
+   short abbreviation such as "Dr" or "St", so "J. K. Rowling" and "3.5" survive). Within the
+   span: what follows the last ``=`` when there is one ("2 + 3 = 5" -> "5"); parentheses are
+   dropped (unless nothing else is left); an appositive or relative clause after a comma or a
+   dash (", which", ", the", ", a", " - ", ...) is cut.
+3. **Restatement.** The words of the restated question are stripped from both ends of the span:
+   words whose crude stem (``-s``, ``-es``, ``-ed``, ``-ing`` removed) occurs in the question,
+   plus filler (copulas "is/was/are/were", "it", "there", "called", "known as", pronouns,
+   "has/have", leading prepositions "in/at/on/by", hedges "I think"). A passive "X was written
+   by Y" keeps Y; when a copula is left inside the span, the side that restates the question is
+   dropped ("Paris is the capital of France" -> "paris"). Stripping never empties a span: when
+   every word is the question's (the question lists the options, or a one-word answer repeats
+   one of its words), only the filler is stripped, and if that empties it too the span is kept
+   whole. "yes" / "no" at the very start of the span is the whole answer.
+
+Normalisation follows SQuAD's (lower case; punctuation and the articles a/an/the removed, unless
+the articles are all there is, as in "A" for a blood type; whitespace collapsed) with additions:
+Unicode NFKC, curly quotes and dashes folded, Latin accents removed ("Pelé" == "pele"), case
+folded, possessive "'s" dropped, number words up to the thousands written as digits ("eight" ->
+"8", "forty-two" -> "42"), thousands separators dropped ("2,125" == "2125"), decimals kept
+("3.5", with trailing zeros removed: "3.50" -> "3.5") and a leading minus sign kept ("-4").
+Apostrophes vanish ("don't" -> "dont"); other punctuation and symbols become spaces
+("Jean-Paul" == "Jean Paul").
+
+Grading (:func:`matches_gold`): a class is correct when its label equals a gold alias normalised
+the same way (both with and without extraction), or when the label *starts with* a whole alias
+and adds at most ``max_extra_tokens`` (default 2) further words, none of them a negation,
+disjunction or hedge ("paris france" matches "paris"; "not paris", "paris or london" and
+"paris not london" do not). The alias must open the label, so "new york" does not match "york".
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+
+from recal.data.records import Question
+from recal.semantic.base import Collapser
+
+__all__ = [
+    "NormalizedCollapser",
+    "extract_answer",
+    "gold_forms",
+    "matches_gold",
+    "normalize_answer",
+    "normalize_text",
+    "number_words_to_digits",
+]
+
+# --------------------------------------------------------------------------- number words
+
+_UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+          "seven": 7, "eight": 8, "nine": 9}
+_TEENS = {"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+          "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60,
+         "seventy": 70, "eighty": 80, "ninety": 90}
+_SCALES = {"hundred": 100, "thousand": 1000}
+_NUMBER_WORDS = {**_UNITS, **_TEENS, **_TENS, **_SCALES}
+_NW = "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True))
+_NUMBER_RUN = re.compile(
+    rf"\b(?:{_NW})(?:(?:\s+and\s+|[\s-]+)(?:{_NW}))*\b", re.IGNORECASE)
+
+
+def _parse_number_words(words: Sequence[str]) -> int | None:
+    """The value of a well-formed run of number words ("two hundred and five"), else None."""
+    total, current, last = 0, 0, ""
+    for w in words:
+        if w == "and":
+            if last not in ("hundred", "scale"):
+                return None
+            continue
+        if w == "zero":
+            if len(words) != 1:
+                return None
+            return 0
+        if w in _UNITS:
+            if last in ("unit", "teen"):
+                return None
+            current += _UNITS[w]
+            last = "unit"
+        elif w in _TEENS or w in _TENS:
+            if last in ("unit", "teen", "tens"):
+                return None
+            current += _TEENS.get(w) or _TENS[w]
+            last = "teen" if w in _TEENS else "tens"
+        elif w == "hundred":
+            if last in ("hundred",) or current >= 100:
+                return None
+            current = (current or 1) * 100
+            last = "hundred"
+        else:  # thousand
+            if last == "scale" or total:
+                return None
+            total, current, last = (current or 1) * 1000, 0, "scale"
+    return total + current
+
+
+def number_words_to_digits(text: str) -> str:
+    """Write runs of English number words as digits: "forty-two" -> "42", "a hundred" -> "a 100".
+
+    Runs that do not read as one number ("one two three") are converted word by word.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        words = [w for w in re.split(r"[\s-]+", match.group(0).lower()) if w]
+        value = _parse_number_words(words)
+        if value is not None:
+            return str(value)
+        return " ".join(str(_NUMBER_WORDS[w]) if w in _NUMBER_WORDS else w for w in words)
+
+    return _NUMBER_RUN.sub(replace, text)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+_FOLD = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201b": "'", "\u02bc": "'", "\u2032": "'", "`": "'",
+    "\u201c": '"', "\u201d": '"', "\u2212": "-", "\u2010": "-", "\u2011": "-", "\u2012": "-",
+    "\u2013": "-", "\u2014": "-", "\u2015": "-",
+})
+_ARTICLES = frozenset({"a", "an", "the"})
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_POSSESSIVE = re.compile(r"(?<=\w)'s\b")
+_TRAILING_ZEROS = re.compile(r"^(-?\d+)\.(\d*?)0+$")
+
+
+def _strip_accents(text: str) -> str:
+    # Only the combining marks of Latin/Greek/Cyrillic diacritics; other scripts keep theirs.
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = "".join(c for c in decomposed if not "\u0300" <= c <= "\u036f")
+    return unicodedata.normalize("NFKC", kept)
+
+
+def _drop_punctuation(text: str) -> str:
+    out: list[str] = []
+    n = len(text)
+    for i, c in enumerate(text):
+        if c.isalnum() or c.isspace():
+            out.append(c)
+            continue
+        prev_c = text[i - 1] if i else ""
+        next_c = text[i + 1] if i + 1 < n else ""
+        if c == "." and prev_c.isdigit() and next_c.isdigit():
+            out.append(c)  # decimal point
+        elif c == "-" and next_c.isdigit() and not prev_c.isalnum():
+            out.append(c)  # minus sign
+        elif c == "'":
+            continue  # "don't" -> "dont"
+        elif unicodedata.category(c)[0] in "PS":
+            out.append(" ")
+        else:
+            out.append(c)  # marks of non-Latin scripts and the like
+    return "".join(out)
+
+
+def _canonical_number(token: str) -> str:
+    match = _TRAILING_ZEROS.match(token)
+    if match:
+        token = match.group(1) + ("." + match.group(2) if match.group(2) else "")
+    return "0" if token == "-0" else token
+
+
+def normalize_text(text: str) -> str:
+    """SQuAD-style normalisation of a short answer, with the additions listed in the module doc.
+
+    ``normalize_text("The  Eiffel-Tower!")`` is ``"eiffel tower"``; it is idempotent.
+    """
+    s = unicodedata.normalize("NFKC", text).translate(_FOLD)
+    s = _POSSESSIVE.sub("", _strip_accents(s).casefold())
+    s = _THOUSANDS.sub("", s)
+    s = number_words_to_digits(s)
+    s = _drop_punctuation(s)
+    words = s.split()
+    tokens = [_canonical_number(t) for t in words if t not in _ARTICLES]
+    return " ".join(tokens or words)  # "A" (a grade, a blood type) alone stays
+
+
+# --------------------------------------------------------------------------- extraction
+
+_MARKER = re.compile(
+    r"####|\b(?:final\s+)?answer\s*[*_]*\s*(?:is\b\s*:?|:)[*_]*", re.IGNORECASE)
+_ABBREVIATIONS = frozenset({
+    "dr", "mr", "mrs", "ms", "st", "mt", "jr", "sr", "vs", "no", "prof", "gen", "col", "lt",
+    "sgt", "capt", "rev", "ft", "approx", "etc", "inc", "ltd", "co", "corp", "vol", "fig"})
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_APPOSITIVE = re.compile(
+    r"\s*(?:;|\s[-\u2013\u2014]\s+(?=[^\W\d_])|"
+    r",\s*(?:which|who|whom|whose|where|when|a|an|the|this|that|located|known|also|meaning|"
+    r"as|because|since|although|though|while|being|i\.e|e\.g)\b)",
+    re.IGNORECASE)
+_PARENS = re.compile(r"\s*[(\[][^()\[\]]*[)\]]")
+_YES_NO = re.compile(r"^(yes|no)(?:[\s]*[.,!;:]|\s*$)", re.IGNORECASE)
+
+_COPULAS = frozenset({"is", "was", "are", "were", "be", "been", "being", "remains"})
+_FILLER = _COPULAS | frozenset({
+    "it", "its", "this", "that", "these", "those", "there", "theres", "thats", "he", "she",
+    "they", "hes", "shes", "theyre", "called", "known", "named", "as", "has", "have", "had",
+    "does", "do", "did", "by", "in", "at", "on", "from", "to", "for", "of", "i", "im", "think",
+    "believe", "guess", "say", "would", "answer", "final", "correct", "probably", "so", "well",
+    "which", "who", "what", "then", "therefore", "thus",
+})
+_QUESTION_FUNCTION_WORDS = frozenset({
+    "what", "which", "who", "whom", "whose", "where", "when", "why", "how", "many", "much",
+    "does", "do", "did", "is", "was", "are", "were", "of", "in", "on", "at", "to", "for", "by",
+    "from", "and", "or", "with"})
+_BLOCKERS = frozenset({
+    "not", "no", "never", "nor", "neither", "or", "except", "but", "without", "isnt", "wasnt",
+    "arent", "werent", "dont", "doesnt", "didnt", "cannot", "cant", "maybe", "perhaps",
+    "possibly", "unless", "either", "nt"})
+
+
+def _stem(token: str) -> str:
+    # A crude stem so that "ended" meets "end", "legs" "leg" and "created" "create"; enough to
+    # recognise a restated question, not a linguistic stemmer.
+    if len(token) > 5 and token.endswith("ing"):
+        token = token[:-3]
+    elif len(token) > 4 and token.endswith(("ed", "ses", "xes", "zes", "ches", "shes")):
+        token = token[:-2]
+    elif len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
+        token = token[:-1]
+    if len(token) > 3 and token.endswith("e"):
+        token = token[:-1]
+    return token
+
+
+def _marker_span(text: str) -> str | None:
+    matches = list(_MARKER.finditer(text))
+    if not matches:
+        return None
+    rest = text[matches[-1].end():]
+    for line in rest.splitlines() or [""]:
+        if line.strip(" \t*_:"):
+            return line.strip()
+    return ""
+
+
+def _first_sentence(span: str) -> str:
+    pos = 0
+    while True:
+        match = _SENTENCE_END.search(span, pos)
+        if match is None:
+            return span
+        word = re.search(r"(\w+)\W*$", span[:match.start() + 1])
+        before = word.group(1) if word else ""
+        initial = len(before) == 1 and before.isalpha()  # "J. K. Rowling"
+        enumeration = span[:match.start()].strip().isdigit()  # "1. Paris"
+        if initial or enumeration or before.lower() in _ABBREVIATIONS:
+            pos = match.end()
+            continue
+        return span[:match.start()]
+
+
+def _strip_restatement(tokens: list[str], question_tokens: Iterable[str]) -> list[str]:
+    stems = {_stem(t) for t in question_tokens}
+    content = {_stem(t) for t in question_tokens if t not in _QUESTION_FUNCTION_WORDS}
+
+    def is_q(tok: str) -> bool:
+        return tok in _FILLER or _stem(tok) in stems
+
+    def trim(toks: list[str], is_q: Callable[[str], bool] = is_q) -> list[str]:
+        start, saw_copula = 0, False
+        while start < len(toks) and is_q(toks[start]):
+            saw_copula |= toks[start] in _COPULAS
+            start += 1
+        # "Hamlet was written by Shakespeare": skip the participle and "by".
+        if (saw_copula and start + 1 < len(toks) and toks[start + 1] == "by"
+                and toks[start].isalpha()):
+            start += 2
+        end = len(toks)
+        while end > start and is_q(toks[end - 1]):
+            end -= 1
+        return toks[start:end]
+
+    trimmed = trim(tokens)
+    for k, tok in enumerate(trimmed):
+        if tok not in _COPULAS or not 0 < k < len(trimmed) - 1:
+            continue
+        left, right = trimmed[:k], trimmed[k + 1:]
+        left_q = sum(map(is_q, left)) / len(left)
+        right_q = sum(map(is_q, right)) / len(right)
+        if left_q >= 0.5 and right_q < 0.5:
+            trimmed = trim(right)
+        elif _stem(right[0]) in content and left_q < 0.5:
+            trimmed = trim(left)
+        break
+    # Everything was the question's (it lists the options, or the answer repeats it): strip
+    # the filler alone, and failing that keep the span whole.
+    return trimmed or trim(tokens, lambda tok: tok in _FILLER) or tokens
+
+
+def extract_answer(text: str) -> str:
+    """The answer span of ``text`` (not yet normalised): steps 1 and 2 of the module doc.
+
+    Step 3, stripping the restated question, works on normalised words: see
+    :func:`normalize_answer`.
+    """
+    span = _marker_span(text)
+    if span is None:
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        span = lines[0] if lines else ""
+    span = _first_sentence(span.strip()).strip()
+    if "=" in span:
+        after = span.rsplit("=", 1)[1].strip()
+        if after:
+            span = after
+    unwrapped = _PARENS.sub("", span)
+    if re.search(r"\w", unwrapped):  # "(Pa.)" alone is the answer, not an aside
+        span = unwrapped
+    cut = _APPOSITIVE.search(span)
+    if cut is not None and cut.start() > 0:
+        span = span[:cut.start()]
+    return span.strip()
+
+
+def normalize_answer(text: str, question: str | None = None) -> str:
+    """The class label of one answer under the ``normalized`` collapsing function.
+
+    The answer span of ``text`` (:func:`extract_answer`), normalised (:func:`normalize_text`),
+    with the words restating ``question`` stripped from its ends. ``""`` when nothing is left
+    (an empty or punctuation-only answer).
+    """
+    span = extract_answer(text)
+    yes_no = _YES_NO.match(span)
+    if yes_no:
+        return yes_no.group(1).lower()
+    tokens = normalize_text(span).split()
+    if question is not None and tokens:
+        tokens = _strip_restatement(tokens, normalize_text(question).split())
+    return " ".join(tokens)
+
+
+# --------------------------------------------------------------------------- grading
+
+
+def gold_forms(question: Question) -> list[str]:
+    """Every normalised form of the gold aliases: each alias normalised as it is and after
+    extraction against the question (they differ for "Pacific Ocean" asked "Which ocean ...?"),
+    without duplicates or empty strings, in alias order."""
+    return list(_gold_forms(question.question, question.answers))
+
+
+@functools.lru_cache(maxsize=4096)
+def _gold_forms(question: str, answers: tuple[str, ...]) -> tuple[str, ...]:
+    # Cached: every class of a question is graded against the same aliases.
+    forms: dict[str, None] = {}
+    for alias in answers:
+        for form in (normalize_text(alias), normalize_answer(alias, question)):
+            if form:
+                forms.setdefault(form)
+    return tuple(forms)
+
+
+def matches_gold(label: str, forms: Iterable[str], *, max_extra_tokens: int = 2) -> bool:
+    """Whether a normalised ``label`` matches one of the normalised gold ``forms``.
+
+    True when the label equals a form, or begins with all of a form's words and adds at most
+    ``max_extra_tokens`` words after them, none of them a negation, disjunction or hedge ("not",
+    "or", "but", "maybe", ...) and, after a numeric form, not a number ("5 6" does not match
+    "5"). ``""`` never matches.
+    """
+    words = label.split()
+    if not words:
+        return False
+    for form in forms:
+        gold = form.split()
+        if not gold:
+            continue
+        if words == gold:
+            return True
+        extra = words[len(gold):]
+        if (words[:len(gold)] == gold and 0 < len(extra) <= max_extra_tokens
+                and not any(w in _BLOCKERS for w in extra)
+                and not (_is_number(gold[-1]) and _is_number(extra[0]))):
+            return True
+    return False
+
+
+def _is_number(token: str) -> bool:
+    return re.fullmatch(r"-?\d+(?:\.\d+)?", token) is not None
+
+
+class NormalizedCollapser(Collapser):
+    """Normalised exact match after answer extraction (see the module doc).
+
+    ``extract=False`` gives plain SQuAD-style normalised exact match (no marker, sentence or
+    restatement handling); ``max_extra_tokens`` sets the grader's slack (0: exact only).
+    """
+
+    name = "normalized"
+
+    def __init__(self, *, extract: bool = True, max_extra_tokens: int = 2) -> None:
+        if not isinstance(extract, bool):
+            raise ValueError(f"extract must be True or False, got {extract!r}")
+        if not isinstance(max_extra_tokens, int) or max_extra_tokens < 0:
+            raise ValueError(
+                f"max_extra_tokens must be a non-negative integer, got {max_extra_tokens!r}")
+        self.extract = extract
+        self.max_extra_tokens = max_extra_tokens
+
+    def label(self, question: Question, text: str) -> str:
+        """The class label of one answer."""
+        if self.extract:
+            return normalize_answer(text, question.question)
+        return normalize_text(text)
+
+    def collapse(self, question: Question, texts: Sequence[str]) -> list[str]:
+        return [self.label(question, t) for t in texts]
+
+    def is_correct(self, question: Question, label: str) -> bool:
+        forms = gold_forms(question) if self.extract else [
+            f for f in (normalize_text(a) for a in question.answers) if f]
+        return matches_gold(normalize_text(label), forms, max_extra_tokens=self.max_extra_tokens)
