@@ -1,0 +1,140 @@
+"""Confidence scorers on constructed samples (known values) and on the tiny model (plumbing)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from recal.confidence import SCORERS, classify, get_scorer, parse_verbalized
+from recal.data.records import Question
+from recal.models.base import Backend, ModelIdentity
+from recal.samples import QuestionSamples, Sample
+from recal.semantic import get_collapser
+
+Q = Question("fr", "What is the capital of France?", ("Paris",))
+
+
+def _sample(text: str, logprobs=(-0.5,)) -> Sample:
+    return Sample(text=text, token_ids=tuple(range(len(logprobs))), logprobs=tuple(logprobs),
+                  finish_reason="stop")
+
+
+def _items(texts, greedy=None, question=Q):
+    record = QuestionSamples(question.id, tuple(_sample(t) for t in texts), greedy)
+    return classify([question], [record], get_collapser("normalized"))
+
+
+def _score(name, texts, greedy=None, backend=None):
+    collapser = get_collapser("normalized")
+    return get_scorer(name).score(_items(texts, greedy), collapser, backend)[0]
+
+
+def test_modal_share_counts_meanings_not_strings():
+    p = _score("modal_share", ["Paris", "paris.", "The capital of France is Paris.", "London"])
+    assert p.answer == "paris" and p.confidence == 0.75 and p.correct
+    assert p.extra["classes"] == {"paris": 3, "london": 1}
+    wrong = _score("modal_share", ["London", "London", "Paris"])
+    assert wrong.answer == "london" and wrong.confidence == pytest.approx(2 / 3)
+    assert not wrong.correct
+
+
+def test_modal_ties_go_to_the_class_seen_first():
+    p = _score("modal_share", ["London", "Paris", "Paris", "London"])
+    assert p.answer == "london" and p.confidence == 0.5 and not p.correct
+
+
+def test_heldout_modal_picks_on_one_half_and_measures_on_the_other():
+    p = _score("heldout_modal", ["Paris", "Paris", "London", "Rome",
+                                 "London", "London", "Paris", "London"])
+    assert p.answer == "paris" and p.confidence == 0.25 and p.correct
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        _score("heldout_modal", ["Paris"])
+
+
+def test_heldout_modal_removes_the_upward_bias_of_the_plug_in():
+    """Five equally likely answers: the true share of any answer is 0.2. The plug-in modal share
+    of 10 samples averages far above it; the held-out share averages 0.2."""
+    rng = random.Random(0)
+    answers = ["Paris", "Lyon", "Nice", "Lille", "Metz"]
+    items = []
+    for i in range(400):
+        q = Question(f"q{i}", "What is the capital of France?", ("Paris",))
+        items += _items([rng.choice(answers) for _ in range(10)], question=q)
+    collapser = get_collapser("normalized")
+    plug_in = [p.confidence for p in get_scorer("modal_share").score(items, collapser)]
+    held_out = [p.confidence for p in get_scorer("heldout_modal").score(items, collapser)]
+    assert sum(plug_in) / len(plug_in) > 0.3
+    assert abs(sum(held_out) / len(held_out) - 0.2) < 0.025
+
+
+def test_semantic_entropy_is_exp_minus_entropy():
+    assert _score("semantic_entropy", ["Paris", "London"]).confidence == pytest.approx(0.5)
+    assert _score("semantic_entropy", ["Paris", "paris"]).confidence == pytest.approx(1.0)
+    p = _score("semantic_entropy", ["a", "a", "b", "c"])
+    h = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
+    assert p.confidence == pytest.approx(math.exp(-h))
+
+
+def test_greedy_likelihood_is_the_per_token_geometric_mean():
+    greedy = _sample("Paris", logprobs=(-0.1, -0.3))
+    p = _score("greedy_likelihood", ["London", "London"], greedy=greedy)
+    assert p.answer == "paris" and p.correct and p.confidence == pytest.approx(math.exp(-0.2))
+    with pytest.raises(ValueError, match="no greedy answer"):
+        _score("greedy_likelihood", ["Paris"])
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [("85", 0.85), ("85%", 0.85), ("I am 90 percent sure.", 0.9), ("0.7", 0.7),
+     ("Confidence: 100", 1.0), ("about 5 %", 0.05), ("no idea", None), ("250", None),
+     ("1", 0.01), ("7.5%", 0.075)],
+)
+def test_parse_verbalized(reply, expected):
+    got = parse_verbalized(reply)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+class _FixedBackend(Backend):
+    """Answers every yes/no question with fixed probabilities; replies '70%' when asked."""
+
+    def __init__(self, p_yes: float) -> None:
+        self.identity = ModelIdentity("fixed", "chat", "test", "none", "0")
+        self.p_yes = p_yes
+
+    def generate(self, question_ids, prompts, config):
+        for qid in question_ids:
+            yield QuestionSamples(qid, (_sample("70%"),), _sample("70%"))
+
+    def next_token_logprobs(self, prompts, candidates):
+        yes = {"Yes": self.p_yes, "No": 1 - self.p_yes}
+        return [[math.log(yes[c]) if c in yes else -50.0 for c in candidates] for _ in prompts]
+
+
+def test_p_true_and_verbalized_read_the_model():
+    assert _score("p_true", ["Paris"], backend=_FixedBackend(0.8)).confidence == pytest.approx(
+        0.8, abs=1e-6)
+    p = _score("verbalized", ["Paris", "Lyon", "Paris"], backend=_FixedBackend(0.5))
+    assert p.confidence == pytest.approx(0.7) and p.answer == "paris" and p.correct
+    with pytest.raises(ValueError, match="pass a backend"):
+        _score("p_true", ["Paris"])
+
+
+def test_model_scorers_run_on_a_real_tiny_model(tiny_chat_backend):
+    for name in ("p_true", "verbalized"):
+        p = _score(name, ["Paris", "Lyon"], backend=tiny_chat_backend)
+        assert 0.0 <= p.confidence <= 1.0
+
+
+def test_registry_suggests_close_names():
+    assert set(SCORERS) >= {"modal_share", "heldout_modal", "semantic_entropy",
+                            "greedy_likelihood", "verbalized", "p_true"}
+    with pytest.raises(KeyError, match="did you mean 'modal_share'"):
+        get_scorer("modal-share")
+
+
+def test_classify_refuses_mismatched_records():
+    record = QuestionSamples("other", (_sample("Paris"),))
+    with pytest.raises(ValueError, match="paired with the samples of 'other'"):
+        classify([Q], [record], get_collapser("normalized"))
