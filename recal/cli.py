@@ -183,6 +183,38 @@ def measure(
     typer.echo(f"\nreport: {folder / 'report.md'} (and report.html, metrics.json, scores.jsonl)")
 
 
+@app.command()
+def compare(
+    run: Annotated[Path, typer.Argument(help="A run folder made by `recal sample`.")],
+    collapse: Annotated[list[str] | None, typer.Option(
+        help="Two or more collapsing functions B (default: normalized, embedding).")] = None,
+    scorer: Annotated[str, typer.Option(help="Confidence scorer.")] = "modal_share",
+    resamples: Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")] = 1000,
+) -> None:
+    """How much the metrics move between collapsing functions, on the same samples."""
+    from recal.measure import HEADLINE_METRICS, compare_collapsers
+    from recal.runstore import RunStore
+
+    collapse = collapse or ["normalized", "embedding"]
+    if len(collapse) < 2:
+        raise _fail("name at least two collapsing functions: --collapse A --collapse B")
+    try:
+        result = compare_collapsers(RunStore.open(run), collapse, scorer=scorer,
+                                    n_resamples=resamples)
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    typer.echo(f"scorer {scorer}; each cell: estimate [interval] (change from {collapse[0]})")
+    typer.echo("| B | " + " | ".join(HEADLINE_METRICS) + " | same verdict |")
+    typer.echo("|---" * (len(HEADLINE_METRICS) + 2) + "|")
+    for name, entry in result.items():
+        cells = []
+        for m in HEADLINE_METRICS:
+            v = entry["metrics"][m]
+            cells.append(f"{v['estimate']:.3f} [{v['low']:.3f}, {v['high']:.3f}] "
+                         f"({entry['delta'][m]:+.3f})")
+        typer.echo(f"| {name} | " + " | ".join(cells) + f" | {entry['correct_agreement']:.1%} |")
+
+
 def main() -> None:
     try:
         app()

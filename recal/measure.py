@@ -115,17 +115,31 @@ def measure_run(store: RunStore, config: MeasureConfig | None = None, *,
 
 
 def compare_collapsers(store: RunStore, names: Sequence[str], *, scorer: str = "modal_share",
-                       n_resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """The same samples measured under several collapsing functions: every metric per B, and
-    how far each moves from the first B (the difference of estimates, with a paired bootstrap
-    interval is left to the caller: the per-question scores are returned too)."""
+                       n_resamples: int = 1000, seed: int = 0,
+                       options: dict[str, dict[str, Any]] | None = None,
+                       ) -> dict[str, dict[str, Any]]:
+    """The same samples measured under several collapsing functions B.
+
+    For each B: every metric with its interval, the per-question predictions, and against the
+    first B, how much each metric estimate moves (``delta``) and the share of questions whose
+    correctness verdict (``correct_agreement``) and confidence (``confidence_agreement``) agree.
+    """
     out: dict[str, dict[str, Any]] = {}
     for name in names:
+        collapser = get_collapser(name, **(options or {}).get(name, {}))
         config = MeasureConfig(collapse=name, scorers=(scorer,), n_resamples=n_resamples,
                                seed=seed)
-        result = measure_run(store, config).results[scorer]
+        result = measure_run(store, config, collapser=collapser).results[scorer]
         out[name] = {"metrics": {k: asdict(v) for k, v in result.metrics.items()},
                      "predictions": result.predictions}
+    first = out[names[0]]
+    for entry in out.values():
+        entry["delta"] = {k: entry["metrics"][k]["estimate"] - first["metrics"][k]["estimate"]
+                          for k in entry["metrics"]}
+        pairs = list(zip(first["predictions"], entry["predictions"], strict=True))
+        entry["correct_agreement"] = sum(a.correct == b.correct for a, b in pairs) / len(pairs)
+        entry["confidence_agreement"] = sum(
+            abs(a.confidence - b.confidence) < 1e-12 for a, b in pairs) / len(pairs)
     return out
 
 

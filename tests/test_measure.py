@@ -1,0 +1,75 @@
+"""`recal measure` end to end on the tiny model, and the report folder it writes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from recal.cli import app
+from recal.data.records import Question
+from recal.measure import MeasureConfig, compare_collapsers, measure_run, write_report
+from recal.runstore import RunStore
+from recal.sampling import sample_run
+from recal.samples import SamplingConfig
+
+QUESTIONS = [Question(f"q{i}", f"{'abcd'[i % 4]}{'ab'[i % 2]} {i}?", ("a", "b")) for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_backend) -> RunStore:
+    out = tmp_path_factory.mktemp("run")
+    return sample_run(tiny_backend, QUESTIONS, out=out, progress=False,
+                      config=SamplingConfig(n_samples=8, max_new_tokens=6))
+
+
+def test_measure_writes_every_part_of_the_report(tiny_run, tmp_path):
+    report = measure_run(tiny_run, MeasureConfig(n_resamples=50))
+    folder = write_report(report, tmp_path / "report")
+    names = {p.name for p in folder.iterdir()}
+    assert names >= {"scores.jsonl", "metrics.json", "reliability.png", "report.md", "report.html"}
+    rows = [json.loads(line) for line in (folder / "scores.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [q.id for q in QUESTIONS]
+    for row in rows:
+        assert sum(row["classes"].values()) == 8
+        modal = row["scorers"]["modal_share"]
+        assert modal["confidence"] == max(row["classes"].values()) / 8
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["collapse"] == "normalized" and metrics["n_questions"] == len(QUESTIONS)
+    assert set(metrics["scorers"]) == set(MeasureConfig().scorers)
+    smece = metrics["scorers"]["modal_share"]["smooth_ece"]
+    assert smece["low"] <= smece["high"] and 0 <= smece["estimate"] <= 1
+    md = (folder / "report.md").read_text()
+    assert "collapsing function B**: normalized" in md and "smooth_ece" in md
+    assert (folder / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_collapsers_measures_the_same_samples_twice(tiny_run):
+    out = compare_collapsers(tiny_run, ["normalized", "numeric"], n_resamples=20)
+    assert set(out) == {"normalized", "numeric"}
+    for entry in out.values():
+        assert len(entry["predictions"]) == len(QUESTIONS)
+        assert "smooth_ece" in entry["metrics"]
+
+
+def test_measure_config_rejects_bad_settings():
+    with pytest.raises(KeyError, match="did you mean 'modal_share'"):
+        MeasureConfig(scorers=("modal_shares",))
+    with pytest.raises(ValueError, match="scorers is empty"):
+        MeasureConfig(scorers=())
+
+
+def test_cli_measure_samples_then_reports(tiny_model_dir, tmp_path):
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps(q.to_dict()) + "\n" for q in QUESTIONS[:6]))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "measure", "--model", str(tiny_model_dir), "--dataset", str(data), "--samples", "6",
+        "--max-new-tokens", "6", "--out", str(out), "--no-progress", "--resamples", "30"])
+    assert result.exit_code == 0, result.output
+    assert "| modal_share |" in result.output
+    assert (out / "report-normalized" / "report.html").exists()
+    bad = CliRunner().invoke(app, ["measure", "--model", str(tiny_model_dir), "--dataset",
+                                   str(data), "--collapse", "normalised", "--out", str(out)])
+    assert bad.exit_code == 2 and "did you mean 'normalized'" in bad.output
