@@ -119,10 +119,28 @@ def _check_positive_int(value: int, name: str) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _cells(conf: FloatArray, corr: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Distinct (confidence, correct) pairs and how many predictions each holds."""
-    pairs, count = np.unique(np.stack([conf, corr], axis=1), axis=0, return_counts=True)
-    return pairs[:, 0].copy(), pairs[:, 1].copy(), count.astype(np.float64)
+def _cells(
+    conf: FloatArray, corr: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.int64]]:
+    """Distinct (confidence, correct) pairs, how many predictions each holds, and each
+    prediction's pair."""
+    pairs, inverse, count = np.unique(
+        np.stack([conf, corr], axis=1), axis=0, return_inverse=True, return_counts=True
+    )
+    return pairs[:, 0].copy(), pairs[:, 1].copy(), count.astype(np.float64), inverse.ravel()
+
+
+def _draw_counts(
+    rng: np.random.Generator, count: FloatArray, inverse: npt.NDArray[np.int64], rows: int
+) -> FloatArray:
+    """``rows`` bootstrap resamples as counts per cell (rows x cells)."""
+    n, cells = inverse.size, count.size
+    if 4 * cells <= n:  # few distinct values: a multinomial over them costs O(cells) a row
+        return rng.multinomial(n, count / n, size=rows).astype(np.float64)
+    # Mostly distinct values: drawing indices is O(n) a row too, and much faster than multinomial.
+    picked = inverse[rng.integers(0, n, size=(rows, n))] + np.arange(rows)[:, None] * cells
+    return np.bincount(picked.ravel(), minlength=rows * cells).reshape(rows, cells).astype(
+        np.float64)
 
 
 def _smoothed_accuracy(
@@ -154,21 +172,20 @@ def _bootstrap_band(
 ) -> tuple[FloatArray, FloatArray]:
     """Pointwise percentile band of the curve over ``n_resamples`` bootstrap resamples.
 
-    A resample is drawn as multinomial counts over the distinct (confidence, correct) pairs, which
-    is the same distribution as drawing ``n`` predictions with replacement, and is smoothed at the
-    full data's bandwidth ``sigma`` (so the band shows the noise of the curve, not of the
-    bandwidth search).
+    A resample is drawn as counts over the distinct (confidence, correct) pairs (multinomial, or
+    ``n`` indices drawn with replacement when most pairs are distinct: the same distribution
+    either way) and smoothed at the full data's bandwidth ``sigma``, so the band shows the noise
+    of the curve, not of the bandwidth search.
     """
-    cell_conf, cell_corr, count = _cells(conf, corr)
-    n = conf.size
+    cell_conf, cell_corr, count, inverse = _cells(conf, corr)
     size = _grid_size(sigma)
     fft_length = 1 << (4 * size - 4).bit_length()
-    chunk = max(1, _CHUNK_ELEMENTS // (2 * max(fft_length, cell_conf.size)))
+    chunk = max(1, _CHUNK_ELEMENTS // (2 * max(fft_length, conf.size)))
     rng = np.random.default_rng(seed)
     curves = np.empty((n_resamples, grid.size))
     for start in range(0, n_resamples, chunk):
         stop = min(start + chunk, n_resamples)
-        draws = rng.multinomial(n, count / n, size=stop - start).astype(np.float64)
+        draws = _draw_counts(rng, count, inverse, stop - start)
         curves[start:stop] = _smoothed_accuracy(cell_conf, cell_corr, draws, sigma, grid)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(curves, [alpha, 1.0 - alpha], axis=0)
