@@ -7,7 +7,7 @@ this one run, so that its peak memory (max RSS) is its own. Also measured in the
 machine's achievable float32 matmul rate, against which decoded tokens per second are compared
 (2 x parameters FLOPs per token).
 
-    .venv/bin/python benchmarks/sampling_throughput.py            # M = 20, 24 questions
+    .venv/bin/python benchmarks/sampling_throughput.py    # M = 20, 24 questions, 32 tokens
 
 Writes benchmarks/results/sampling_throughput.json; the last line printed is the headline.
 """
@@ -55,7 +55,7 @@ def run_method(method: str, model: str, n_questions: int, m: int, temperature: f
     questions = _questions(n_questions)
     prompts = [build_prompt(q, "concise", chat=backend.is_chat) for q in questions]
     config = SamplingConfig(n_samples=m, temperature=temperature, max_new_tokens=max_new_tokens,
-                            greedy=False)
+                            greedy=False).resolved("concise", chat=backend.is_chat)
     n_params = sum(p.numel() for p in backend.model.parameters())
     start = time.perf_counter()
     answers = tokens = 0
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=24)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-new-tokens", type=int, default=32)  # recal's concise default
     parser.add_argument("--child", choices=["recal", "generate"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     settings = [args.model, args.questions, args.samples, args.temperature, args.max_new_tokens]
@@ -118,8 +118,10 @@ def main() -> None:
                "--questions", str(args.questions), "--samples", str(args.samples),
                "--temperature", str(args.temperature), "--max-new-tokens",
                str(args.max_new_tokens)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        results[method] = json.loads(out.strip().splitlines()[-1])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"the {method} run failed:\n{proc.stderr[-3000:]}")
+        results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"{method:>9}: {results[method]['answers_per_second']:.1f} answers/s, "
               f"{results[method]['tokens_per_second']:.0f} tokens/s, "
               f"peak RSS {results[method]['peak_rss_mb']:.0f} MB", flush=True)
