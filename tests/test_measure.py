@@ -11,8 +11,8 @@ from recal.cli import app
 from recal.data.records import Question
 from recal.measure import MeasureConfig, compare_collapsers, measure_run, write_report
 from recal.runstore import RunStore
-from recal.sampling import sample_run
 from recal.samples import SamplingConfig
+from recal.sampling import sample_run
 
 QUESTIONS = [Question(f"q{i}", f"{'abcd'[i % 4]}{'ab'[i % 2]} {i}?", ("a", "b")) for i in range(12)]
 

@@ -1,0 +1,565 @@
+"""Recalibrators: recovery of known miscalibrations, agreement with scikit-learn, the shared edge
+cases, JSON save/load and the splitting helpers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from recal import __version__
+from recal.calibrators import (
+    RECALIBRATORS,
+    SCHEMA,
+    BetaCalibration,
+    CalibrationWarning,
+    HistogramBinning,
+    IdentityRecalibrator,
+    NotFittedError,
+    PlattScaling,
+    Recalibrator,
+    TemperatureScaling,
+    cross_val_predict,
+    get_recalibrator,
+    load,
+    save,
+    split_calibration,
+)
+from recal.metrics import smooth_ece
+
+METHODS = ["identity", "temperature", "platt", "isotonic", "histogram", "beta"]
+LEARNED = [m for m in METHODS if m != "identity"]
+MONOTONE = LEARNED  # histogram is monotone on these data, not by construction (see its docstring)
+N = 20_000
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+@pytest.fixture(scope="module")
+def truth():
+    """True probabilities q ~ Beta(2, 2) and correct ~ Bernoulli(q), seeded."""
+    rng = np.random.default_rng(0)
+    q = rng.beta(2.0, 2.0, N)
+    return q, (rng.random(N) < q).astype(float)
+
+
+MISCALIBRATIONS = {
+    "overconfident": lambda q: q ** (1 / 3),
+    "underconfident": lambda q: q**3,
+}
+
+
+def _quiet_fit(name, conf, corr, weight=None, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        return get_recalibrator(name, **params).fit(conf, corr, weight)
+
+
+def _small_data(seed=1, n=300):
+    rng = np.random.default_rng(seed)
+    q = rng.beta(2.0, 2.0, n)
+    return np.round(q ** 0.5, 3), (rng.random(n) < q).astype(float)  # ties, overconfident
+
+
+# --------------------------------------------------------------------------- import and registry
+
+
+def test_import_does_not_load_sklearn_scipy_or_torch():
+    code = ("import sys, recal.calibrators; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'torch'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_registry_holds_every_method_and_suggests_names():
+    assert list(RECALIBRATORS) == sorted(METHODS)
+    for name in METHODS:
+        assert get_recalibrator(name).name == name
+    with pytest.raises(KeyError, match="did you mean 'temperature'"):
+        get_recalibrator("temprature")
+    assert get_recalibrator("histogram", n_bins=5).get_params() == {
+        "n_bins": 5, "prior_strength": 1.0}
+
+
+def test_hyperparameters_are_keyword_only_and_checked():
+    with pytest.raises(TypeError):
+        HistogramBinning(5)  # type: ignore[misc]
+    with pytest.raises(ValueError, match="n_bins must be a positive integer"):
+        HistogramBinning(n_bins=0)
+    with pytest.raises(ValueError, match="prior_strength must be a finite number >= 0"):
+        HistogramBinning(prior_strength=-1.0)
+    with pytest.raises(ValueError, match="ridge must be a finite number"):
+        PlattScaling(ridge=float("nan"))
+    with pytest.raises(ValueError, match="ridge"):
+        BetaCalibration(ridge=-1e-3)
+    assert repr(PlattScaling()) == "PlattScaling(ridge=1e-06)"
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+@pytest.mark.parametrize("case", sorted(MISCALIBRATIONS))
+@pytest.mark.parametrize("name", ["isotonic", "histogram", "beta", "platt"])
+def test_recovers_known_miscalibration(truth, name, case):
+    q, y = truth
+    conf = MISCALIBRATIONS[case](q)
+    fit, held = slice(0, N // 2), slice(N // 2, N)
+    before = smooth_ece(conf[held], y[held])
+    after = smooth_ece(_quiet_fit(name, conf[fit], y[fit]).predict_proba(conf[held]), y[held])
+    assert before > 0.25
+    if name == "platt" and case == "underconfident":
+        # sigmoid(a logit(c) + b) cannot undo c = q**3: even fitted on 400,000 predictions its
+        # smooth ECE stays at 0.020 (beta: 0.006), so only "nearly" holds here (0.021).
+        assert after < 0.03
+    else:
+        assert after < 0.02  # the noise floor (the true q on this half) is 0.015
+
+
+@pytest.mark.parametrize("case", sorted(MISCALIBRATIONS))
+def test_temperature_at_least_halves_power_miscalibration(truth, case):
+    # A power map moves confidence across 1/2, which no temperature can undo (0.27 -> 0.11).
+    q, y = truth
+    conf = MISCALIBRATIONS[case](q)
+    fit, held = slice(0, N // 2), slice(N // 2, N)
+    before = smooth_ece(conf[held], y[held])
+    after = smooth_ece(_quiet_fit("temperature", conf[fit], y[fit]).predict_proba(conf[held]),
+                       y[held])
+    assert after < 0.5 * before
+
+
+def test_temperature_recovers_a_pure_temperature_miscalibration(truth):
+    q, y = truth
+    conf = _sigmoid(_logit(q) * 2.0)
+    model = TemperatureScaling().fit(conf, y)
+    assert model.temperature_ == pytest.approx(2.0, rel=0.05)
+    fit, held = slice(0, N // 2), slice(N // 2, N)
+    calibrated = TemperatureScaling().fit(conf[fit], y[fit]).predict_proba(conf[held])
+    assert smooth_ece(calibrated, y[held]) < 0.02
+
+
+# --------------------------------------------------------------------------- agreement with sklearn
+
+
+def test_platt_matches_sklearn_logistic_regression(truth):
+    from sklearn.linear_model import LogisticRegression
+
+    q, y = truth
+    conf = q ** (1 / 3)
+    model = PlattScaling().fit(conf, y)
+    x = _logit(conf)[:, None]
+    # The same objective: C * sum(log loss) + a**2 / 2, i.e. ridge = 1 / (C * n).
+    reference = LogisticRegression(C=1.0 / (1e-6 * N), tol=1e-12, max_iter=10_000).fit(x, y)
+    grid = np.linspace(0.001, 0.999, 999)
+    expected = reference.predict_proba(_logit(grid)[:, None])[:, 1]
+    np.testing.assert_allclose(model.predict_proba(grid), expected, rtol=0, atol=1e-6)
+    assert model.slope_ == pytest.approx(reference.coef_[0, 0], rel=1e-4)
+    # and a much weaker penalty changes nothing visible
+    loose = LogisticRegression(C=1e10, tol=1e-12, max_iter=10_000).fit(x, y)
+    np.testing.assert_allclose(model.predict_proba(grid),
+                               loose.predict_proba(_logit(grid)[:, None])[:, 1], atol=1e-3)
+
+
+def test_isotonic_matches_sklearn_exactly(truth):
+    from sklearn.isotonic import IsotonicRegression
+
+    q, y = truth
+    conf = np.round(q**3, 4)  # with ties
+    weight = np.random.default_rng(3).uniform(0.5, 2.0, N)
+    model = get_recalibrator("isotonic").fit(conf, y, weight)
+    reference = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(conf, y, weight)
+    probe = np.concatenate([conf, np.linspace(0, 1, 10_001), [0.0, 1.0]])
+    np.testing.assert_array_equal(model.predict_proba(probe), reference.predict(probe))
+
+
+# --------------------------------------------------------------------------- structure of the maps
+
+
+@pytest.mark.parametrize("name", MONOTONE)
+def test_maps_are_non_decreasing(truth, name):
+    q, y = truth
+    grid = np.concatenate([[0.0, 1e-15, 1e-12], np.linspace(0, 1, 20_001), [1 - 1e-13, 1.0]])
+    grid.sort()
+    for case in MISCALIBRATIONS.values():
+        model = _quiet_fit(name, case(q), y)
+        assert np.all(np.diff(model.predict_proba(grid)) >= 0)
+    # confidence that carries the wrong signal: bounded slopes give a constant, not a reversal
+    model = _quiet_fit(name, 1.0 - q, y)
+    assert np.all(np.diff(model.predict_proba(grid)) >= -1e-12) or name == "histogram"
+
+
+def test_anti_informative_confidence_gives_platt_and_beta_a_flat_map(truth):
+    q, y = truth
+    for model in (PlattScaling().fit(1 - q, y), BetaCalibration().fit(1 - q, y)):
+        out = model.predict_proba(np.linspace(0, 1, 101))
+        assert np.ptp(out) < 0.05
+        assert out.mean() == pytest.approx(y.mean(), abs=0.02)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_integer_weights_equal_repeated_rows(name):
+    conf, corr = _small_data()
+    weight = np.random.default_rng(2).integers(0, 4, conf.size)  # zeros drop the row
+    weighted = _quiet_fit(name, conf, corr, weight.astype(float))
+    repeated = _quiet_fit(name, np.repeat(conf, weight), np.repeat(corr, weight))
+    probe = np.linspace(0, 1, 1001)
+    if name in ("isotonic", "histogram", "identity"):
+        np.testing.assert_array_equal(weighted.predict_proba(probe), repeated.predict_proba(probe))
+    else:
+        np.testing.assert_allclose(weighted.predict_proba(probe), repeated.predict_proba(probe),
+                                   rtol=0, atol=1e-7)
+    assert weighted.n_fit_ == repeated.n_fit_ == int(np.count_nonzero(weight))
+
+
+def test_histogram_bins_hold_equal_mass_and_smooth_toward_the_rate():
+    conf = np.linspace(0.005, 0.995, 100)
+    corr = (np.arange(100) % 4 == 0).astype(float)
+    model = HistogramBinning(n_bins=4, prior_strength=0.0).fit(conf, corr)
+    assert model.edges_.size == 3
+    counts = np.bincount(np.searchsorted(model.edges_, conf, side="left"))
+    assert counts.tolist() == [25, 25, 25, 25]
+    np.testing.assert_allclose(model.values_, [7 / 25, 6 / 25, 6 / 25, 6 / 25])
+    smoothed = HistogramBinning(n_bins=4, prior_strength=25.0).fit(conf, corr)
+    np.testing.assert_allclose(smoothed.values_, (model.values_ + 0.25) / 2)
+    # more bins than distinct values: bins merge, none is empty
+    few = HistogramBinning(n_bins=50).fit(np.repeat([0.2, 0.6, 0.9], 10), np.tile([0, 1], 15))
+    assert few.edges_.tolist() == [0.2, 0.6]
+
+
+# --------------------------------------------------------------------------- edge cases
+
+
+@pytest.mark.parametrize("outcome", [0.0, 1.0])
+@pytest.mark.parametrize("name", LEARNED)
+def test_one_class_labels_warn_and_keep_the_confidence(name, outcome):
+    conf, _ = _small_data()
+    corr = np.full(conf.size, outcome)
+    with pytest.warns(CalibrationWarning, match="identity map"):
+        model = get_recalibrator(name).fit(conf, corr)
+    probe = np.linspace(0, 1, 101)
+    if name == "histogram":  # each bin keeps its mean confidence
+        assert model.predict_proba(conf).mean() == pytest.approx(conf.mean(), abs=1e-12)
+        assert np.all(np.diff(model.predict_proba(probe)) >= 0)
+    else:
+        np.testing.assert_allclose(model.predict_proba(probe), probe, rtol=0, atol=1e-11)
+
+
+def test_identity_never_warns():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = IdentityRecalibrator().fit([0.3], [1])
+    np.testing.assert_array_equal(model.predict_proba([0.0, 0.25, 1.0]), [0.0, 0.25, 1.0])
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_constant_confidence_maps_to_the_accuracy(name):
+    conf = np.full(50, 0.8)
+    corr = (np.arange(50) < 45).astype(float)  # 90% right
+    with pytest.warns(CalibrationWarning, match="one value"):
+        model = get_recalibrator(name).fit(conf, corr)
+    assert model.predict_proba([0.8])[0] == pytest.approx(0.9, abs=1e-6)
+
+
+def test_constant_confidence_temperature_cannot_cross_one_half():
+    conf = np.full(50, 0.8)
+    corr = (np.arange(50) < 15).astype(float)  # 30% right: only T -> infinity comes close
+    with pytest.warns(CalibrationWarning):
+        model = TemperatureScaling().fit(conf, corr)
+    assert model.temperature_ == pytest.approx(100.0, rel=1e-6)
+    assert model.predict_proba([0.8])[0] == pytest.approx(0.5, abs=0.01)
+    with pytest.warns(CalibrationWarning):
+        assert TemperatureScaling().fit(np.full(4, 0.5), [0, 1, 1, 0]).temperature_ == 1.0
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_confidences_of_exactly_zero_and_one(name):
+    rng = np.random.default_rng(4)
+    conf = rng.choice([0.0, 0.3, 0.7, 1.0], 400)
+    corr = (rng.random(400) < np.clip(conf, 0.1, 0.9)).astype(float)  # some "100%" are wrong
+    model = _quiet_fit(name, conf, corr)
+    out = model.predict_proba([0.0, 1e-300, 0.5, 1.0])
+    assert np.all(np.isfinite(out)) and np.all((out >= 0) & (out <= 1))
+    assert np.all(np.diff(out) >= 0)
+    if name != "identity":
+        assert 0.0 < out[-1] < 1.0  # a "100%" that was wrong 10% of the time is not kept at 1
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_tiny_calibration_sets_warn(name):
+    with pytest.warns(CalibrationWarning, match="fewer than 10 is unreliable"):
+        model = get_recalibrator(name).fit([0.2, 0.4, 0.6, 0.9, 0.7], [0, 1, 0, 1, 1])
+    out = model.predict_proba(np.linspace(0, 1, 11))
+    assert np.all((out >= 0) & (out <= 1))
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_a_single_prediction_fits_with_warnings(name):
+    with pytest.warns(CalibrationWarning) as record:
+        model = get_recalibrator(name).fit([0.7], [1])
+    messages = " ".join(str(w.message) for w in record)
+    assert "1 prediction;" in messages and "identity map" in messages
+    expected = [0.7, 0.7] if name == "histogram" else [0.2, 0.7]
+    np.testing.assert_allclose(model.predict_proba([0.2, 0.7]), expected, atol=1e-11)
+    assert model.n_fit_ == 1
+
+
+BAD_DATA = [
+    ([0.2, float("nan")], [0, 1], "confidence has 1 non-finite values"),
+    ([0.2, 1.2], [0, 1], r"confidence has 1 values outside \[0, 1\] \(first: 1.2 at index 1\)"),
+    ([0.2, 0.3], [0, 1, 1], "same length, got 2 and 3"),
+    ([], [], "empty"),
+    ([0.2, 0.3], [0, 2], "correct must be binary"),
+    ([[0.2, 0.3]], [[0, 1]], "confidence must be 1-D"),
+]
+
+
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize(("conf", "corr", "message"), BAD_DATA)
+def test_bad_data_is_refused_by_the_shared_checks(name, conf, corr, message):
+    with pytest.raises(ValueError, match=message):
+        get_recalibrator(name).fit(conf, corr)
+
+
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize(("weight", "message"), [
+    ([1.0, -1.0, 1.0], r"sample_weight has 1 negative values \(first: -1.0 at index 1\)"),
+    ([1.0, float("nan"), 1.0], "sample_weight has 1 non-finite values"),
+    ([1.0, 1.0], r"sample_weight must have one value per prediction \(3\), got 2"),
+    ([0.0, 0.0, 0.0], "sample_weight is zero everywhere"),
+    (["a", "b", "c"], "sample_weight must hold numbers"),
+])
+def test_bad_sample_weight_is_refused(name, weight, message):
+    with pytest.raises(ValueError, match=message):
+        get_recalibrator(name).fit([0.2, 0.5, 0.9], [0, 1, 1], weight)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_predict_proba_checks_its_input_and_fitting(name):
+    model = get_recalibrator(name)
+    with pytest.raises(NotFittedError, match="not fitted yet") as info:
+        model.predict_proba([0.5])
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(NotFittedError):
+        model.to_dict()
+    conf, corr = _small_data()
+    model = _quiet_fit(name, conf, corr)
+    with pytest.raises(ValueError, match=r"confidence has 1 values outside \[0, 1\]"):
+        model.predict_proba([0.5, -0.1])
+    with pytest.raises(ValueError, match="confidence has 1 non-finite values"):
+        model.predict_proba([float("inf")])
+    assert model.predict_proba([]).shape == (0,)
+    out = model.predict_proba((0.1, 0.5))
+    assert out.dtype == np.float64 and out.shape == (2,)
+
+
+# --------------------------------------------------------------------------- save and load
+
+
+def _fitted_variants():
+    conf, corr = _small_data()
+    conf = np.concatenate([conf, [0.0, 1.0, 1.0]])
+    corr = np.concatenate([corr, [0.0, 1.0, 0.0]])
+    for name in METHODS:
+        yield name, _quiet_fit(name, conf, corr)
+    yield "histogram-one-class", _quiet_fit("histogram", conf, np.ones_like(conf), n_bins=7)
+    yield "histogram-one-bin", _quiet_fit("histogram", conf, corr, n_bins=1)
+    yield "isotonic-one-class", _quiet_fit("isotonic", conf, np.zeros_like(conf))
+
+
+@pytest.mark.parametrize(("label", "model"), list(_fitted_variants()), ids=lambda v: str(v)[:20])
+def test_json_round_trip_predicts_bit_for_bit(tmp_path, label, model):
+    path = save(model, tmp_path / "map.json")
+    text = path.read_text()
+    document = json.loads(text)
+    assert text == json.dumps(document, sort_keys=True, indent=2) + "\n"
+    assert document["schema"] == SCHEMA and document["recal_version"] == __version__
+    assert document["name"] == model.name and document["params"] == model.get_params()
+    loaded = load(path)
+    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    probe = np.concatenate([np.random.default_rng(5).random(2000), [0.0, 1e-13, 0.5, 1.0]])
+    assert loaded.predict_proba(probe).tobytes() == model.predict_proba(probe).tobytes()
+    again = Recalibrator.from_dict(model.to_dict())
+    assert again.predict_proba(probe).tobytes() == model.predict_proba(probe).tobytes()
+
+
+def _saved(tmp_path, name="temperature"):
+    model = _quiet_fit(name, *_small_data())
+    path = save(model, tmp_path / "map.json")
+    return path, json.loads(path.read_text())
+
+
+def _rewrite(path, document):
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_load_unknown_name_suggests_the_closest(tmp_path):
+    path, document = _saved(tmp_path)
+    document["name"] = "temprature"
+    with pytest.raises(ValueError, match=r"map\.json: key 'name': unknown recalibrator "
+                                         r"'temprature'; did you mean 'temperature'"):
+        load(_rewrite(path, document))
+
+
+def test_load_newer_schema_asks_for_an_upgrade(tmp_path):
+    path, document = _saved(tmp_path)
+    document["schema"] = SCHEMA + 1
+    document["recal_version"] = "9.0.0"
+    with pytest.raises(ValueError, match=r"has schema 2 \(written by recal 9\.0\.0\), newer .* "
+                                         r"upgrade recal"):
+        load(_rewrite(path, document))
+
+
+def test_load_warns_about_unknown_keys_and_ignores_them(tmp_path):
+    path, document = _saved(tmp_path, "histogram")
+    model = load(path)
+    document["params"]["new_option"] = True
+    document["state"]["new_array"] = [1.0]
+    document["created_by"] = "future recal"
+    with pytest.warns(UserWarning) as record:
+        loaded = load(_rewrite(path, document))
+    messages = [str(w.message) for w in record]
+    assert any("ignoring unknown histogram parameter(s) 'new_option'" in m for m in messages)
+    assert any("state key(s) 'new_array'" in m for m in messages)
+    assert any("ignoring unknown key(s) 'created_by'" in m for m in messages)
+    assert all(str(path) in m for m in messages)
+    np.testing.assert_array_equal(loaded.predict_proba([0.1, 0.9]), model.predict_proba([0.1, 0.9]))
+
+
+def test_load_truncated_json_names_the_file(tmp_path):
+    path, _ = _saved(tmp_path)
+    path.write_text(path.read_text()[:40])
+    with pytest.raises(ValueError, match=r"map\.json is not valid JSON .* truncated"):
+        load(path)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d.pop("schema"), "key 'schema' is missing"),
+    (lambda d: d.update(schema="1"), "key 'schema' must be a positive integer"),
+    (lambda d: d.pop("state"), "key 'state' is missing"),
+    (lambda d: d["state"].pop("temperature"), "key 'state.temperature' is missing"),
+    (lambda d: d["state"].update(temperature="hot"), "key 'state.temperature' must be a finite"),
+    (lambda d: d["state"].update(temperature=-1.0), "key 'state.temperature' must be positive"),
+    (lambda d: d["state"].update(n_fit=0), "key 'state.n_fit' must be a positive integer"),
+    (lambda d: d.update(params=[]), "key 'params' must be an object"),
+    (lambda d: d.update(name=3), "key 'name' must be a string"),
+])
+def test_load_malformed_content_names_file_and_key(tmp_path, edit, message):
+    path, document = _saved(tmp_path)
+    edit(document)
+    with pytest.raises(ValueError, match=message) as info:
+        load(_rewrite(path, document))
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "edit", "message"), [
+    ("histogram", lambda s: s.update(values=s["values"][:-1]), "key 'state.values' must have"),
+    ("histogram", lambda s: s.update(edges=s["edges"][::-1]), "key 'state.edges' must increase"),
+    ("isotonic", lambda s: s.update(y_thresholds=[2.0] * len(s["y_thresholds"])),
+     "key 'state.y_thresholds' must be non-decreasing within"),
+    ("isotonic", lambda s: s.update(x_thresholds=[]), "must be non-empty"),
+    ("beta", lambda s: s.update(a=-0.5), "key 'state.a' must be >= 0"),
+    ("platt", lambda s: s.update(slope=[1.0]), "key 'state.slope' must be a finite number"),
+    ("histogram", lambda s: s.update(values=[0.5, None]), "must hold finite numbers"),
+])
+def test_load_inconsistent_state_names_the_key(tmp_path, name, edit, message):
+    path, document = _saved(tmp_path, name)
+    edit(document["state"])
+    with pytest.raises(ValueError, match=message):
+        load(_rewrite(path, document))
+
+
+def test_load_bad_params_and_from_dict_of_the_wrong_kind(tmp_path):
+    path, document = _saved(tmp_path, "histogram")
+    document["params"]["n_bins"] = 0
+    with pytest.raises(ValueError, match=r"key 'params': n_bins must be a positive integer"):
+        load(_rewrite(path, document))
+    platt = PlattScaling().fit(*_small_data())
+    with pytest.raises(ValueError, match="describes 'platt', which is not a TemperatureScaling"):
+        TemperatureScaling.from_dict(platt.to_dict())
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+class _Spy(Recalibrator):
+    """Records what each copy is fitted on and asked about (not registered)."""
+
+    name = "spy"
+    log: list[tuple[str, frozenset]] = []
+
+    def _fit(self, conf, corr, weight):
+        _Spy.log.append(("fit", frozenset(conf.tolist())))
+
+    _fit_identity = _fit
+
+    def _predict(self, conf):
+        _Spy.log.append(("predict", frozenset(conf.tolist())))
+        return conf
+
+
+@pytest.mark.parametrize("stratified", [True, False])
+def test_cross_val_predict_never_predicts_a_row_it_was_fitted_on(stratified):
+    n = 103
+    conf = np.linspace(0.01, 0.99, n)  # distinct, so rows can be told apart by confidence
+    corr = (np.arange(n) % 3 == 0).astype(float) if stratified else np.r_[1.0, np.zeros(n - 1)]
+    _Spy.log.clear()
+    spy = _Spy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        cross_val_predict(spy, conf, corr, n_splits=5, seed=1)
+    assert not spy.is_fitted  # the one passed in is only copied
+    fits, predicts = _Spy.log[0::2], _Spy.log[1::2]
+    assert [kind for kind, _ in fits] == ["fit"] * 5
+    assert [kind for kind, _ in predicts] == ["predict"] * 5
+    everything = frozenset(conf.tolist())
+    for (_, fitted), (_, asked) in zip(fits, predicts, strict=True):
+        assert not fitted & asked and fitted | asked == everything
+    folds = [asked for _, asked in predicts]
+    assert sum(len(f) for f in folds) == n and frozenset().union(*folds) == everything
+    assert max(len(f) for f in folds) - min(len(f) for f in folds) <= 1
+    if stratified:  # every fold gets both classes in proportion
+        right = frozenset(conf[corr == 1].tolist())
+        assert all(6 <= len(f & right) <= 7 for f in folds)
+
+
+def test_cross_val_predict_is_out_of_fold_and_seeded():
+    conf, corr = _small_data(n=200)
+    out = cross_val_predict(get_recalibrator("isotonic"), conf, corr, n_splits=4, seed=2)
+    assert out.shape == conf.shape and np.all((out >= 0) & (out <= 1))
+    np.testing.assert_array_equal(
+        out, cross_val_predict(get_recalibrator("isotonic"), conf, corr, n_splits=4, seed=2))
+    in_sample = get_recalibrator("isotonic").fit(conf, corr).predict_proba(conf)
+    assert not np.array_equal(out, in_sample)
+    with pytest.raises(ValueError, match="n_splits must be an integer >= 2"):
+        cross_val_predict(get_recalibrator("platt"), conf, corr, n_splits=1)
+    with pytest.raises(ValueError, match=r"n_splits \(300\) must not exceed"):
+        cross_val_predict(get_recalibrator("platt"), conf, corr, n_splits=300)
+    with pytest.raises(ValueError, match="sample_weight has 1 negative"):
+        cross_val_predict(get_recalibrator("platt"), conf, corr,
+                          sample_weight=np.r_[-1.0, np.ones(199)])
+
+
+def test_split_calibration_is_disjoint_covering_and_seeded():
+    cal, held = split_calibration(101, fraction=0.3, seed=4)
+    assert cal.size == 30 and held.size == 71
+    assert np.intersect1d(cal, held).size == 0
+    np.testing.assert_array_equal(np.union1d(cal, held), np.arange(101))
+    again = split_calibration(101, fraction=0.3, seed=4)
+    np.testing.assert_array_equal(again[0], cal)
+    assert not np.array_equal(split_calibration(101, fraction=0.3, seed=5)[0], cal)
+    assert [a.size for a in split_calibration(2, fraction=0.01)] == [1, 1]
+    for bad in (0.0, 1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="fraction must be strictly between 0 and 1"):
+            split_calibration(10, fraction=bad)
+    with pytest.raises(ValueError, match="n must be an integer >= 2"):
+        split_calibration(1)
