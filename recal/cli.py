@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,9 @@ SkipBadOpt = Annotated[bool, typer.Option(help="Skip malformed dataset rows (war
 OutOpt = Annotated[Path | None, typer.Option(help="Run folder (default: runs/<model>-...).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Discard a stored run with other settings.")]
 ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
+TauGridOpt = Annotated[str, typer.Option(
+    help="Comma-separated temperatures to record for refitting the sampling temperature "
+         "(recal fit), e.g. 0.5,0.7,1,1.4,2; empty: none.")]
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class _SampleOptions:
     out: Path | None
     overwrite: bool
     progress: bool
+    tau_grid: str = ""
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -99,6 +104,13 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 def _message(exc: BaseException) -> str:
     return exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise _fail(f"{flag} must be comma-separated numbers, got {text!r}") from None
 
 
 def _sample(opts: _SampleOptions):
@@ -116,7 +128,8 @@ def _sample(opts: _SampleOptions):
     try:
         config = SamplingConfig(n_samples=opts.samples, temperature=opts.temperature,
                                 max_new_tokens=opts.max_new_tokens, greedy=opts.greedy,
-                                seed=opts.seed, batch_rows=opts.batch_rows)
+                                seed=opts.seed, batch_rows=opts.batch_rows,
+                                tau_grid=_floats(opts.tau_grid, "--tau-grid"))
         questions = load_questions(opts.dataset, data_dir=opts.data_dir, limit=opts.limit,
                                    skip_bad=opts.skip_bad)
         out = opts.out or _default_out(opts.model, opts.dataset, opts.style, opts.samples)
@@ -140,6 +153,7 @@ def sample(
     max_new_tokens: MaxTokensOpt = None, greedy: GreedyOpt = True, seed: SeedOpt = 0,
     batch_rows: BatchRowsOpt = 256, kind: KindOpt = None, skip_bad: SkipBadOpt = False,
     out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
+    tau_grid: TauGridOpt = "",
 ) -> None:
     """Sample M answers per question into a resumable run folder."""
     store, _ = _sample(_SampleOptions(**locals()))
@@ -154,6 +168,7 @@ def measure(
     max_new_tokens: MaxTokensOpt = None, greedy: GreedyOpt = True, seed: SeedOpt = 0,
     batch_rows: BatchRowsOpt = 256, kind: KindOpt = None, skip_bad: SkipBadOpt = False,
     out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
+    tau_grid: TauGridOpt = "",
     collapse: Annotated[str, typer.Option(help="Collapsing function B.")] = "normalized",
     scorers: Annotated[str, typer.Option(help="Comma-separated confidence scorers.")] =
         ",".join(("modal_share", "heldout_modal", "semantic_entropy", "greedy_likelihood")),
@@ -213,6 +228,164 @@ def compare(
             cells.append(f"{v['estimate']:.3f} [{v['low']:.3f}, {v['high']:.3f}] "
                          f"({entry['delta'][m]:+.3f})")
         typer.echo(f"| {name} | " + " | ".join(cells) + f" | {entry['correct_agreement']:.1%} |")
+
+
+RunArg = Annotated[Path, typer.Argument(help="A run folder made by `recal sample`.")]
+CollapseOpt = Annotated[str, typer.Option(help="Collapsing function B.")]
+ScorerOpt = Annotated[str, typer.Option(help="Confidence scorer whose output is repaired.")]
+FractionOpt = Annotated[float, typer.Option(help="Share of questions to fit on; the rest judge.")]
+
+
+@app.command()
+def fit(
+    run: RunArg,
+    methods: Annotated[str, typer.Option(help="Comma-separated recalibrators.")] =
+        "identity,temperature,platt,isotonic,histogram,beta",
+    collapse: CollapseOpt = "normalized", scorer: ScorerOpt = "modal_share",
+    calibration_fraction: FractionOpt = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the bootstrap.")] = 0,
+    resamples: Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")] = 1000,
+    confirm: Annotated[bool, typer.Option(
+        help="Resample the held-out questions at the refitted sampling temperature.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Folder (default: RUN/fit-B-SCORER).")] = None,
+) -> None:
+    """Fit repairs on a calibration split and judge them on the held-out split."""
+    from recal.repair import FitConfig, fit_methods
+    from recal.runstore import RunStore
+
+    try:
+        config = FitConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+                           scorer=scorer, collapse=collapse,
+                           calibration_fraction=calibration_fraction, seed=seed,
+                           n_resamples=resamples)
+        store = RunStore.open(run)
+        report = fit_methods(store, config)
+        doc = report.to_dict()
+        if confirm and report.temperature is not None:
+            doc["sampling_temperature_confirmed"] = _confirm_temperature(store, report)
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    folder = out or run / f"fit-{collapse}-{scorer}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fit.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    table = _fit_table(doc)
+    (folder / "table.md").write_text(table + "\n")
+    typer.echo(table)
+    typer.echo(f"\n{folder / 'fit.json'}")
+
+
+def _fit_table(doc: dict) -> str:
+    from recal.measure import HEADLINE_METRICS
+
+    shown = [m for m in HEADLINE_METRICS if m != "mean_confidence"]
+    lines = [f"Held-out: {doc['n_heldout']} questions (fitted on {doc['n_calibration']}); "
+             f"base-rate Brier {doc['base_rate_brier']:.3f}. Each cell: estimate [95% interval].",
+             "", "| method | " + " | ".join(shown) + " | verdict |",
+             "|---" * (len(shown) + 2) + "|"]
+    for name, entry in doc["methods"].items():
+        label = name + (f" (tau = {entry['tau']:g})" if "tau" in entry else "")
+        cells = [f"{entry['heldout'][m]['estimate']:.3f} [{entry['heldout'][m]['low']:.3f}, "
+                 f"{entry['heldout'][m]['high']:.3f}]" for m in shown]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {entry['verdict']} |")
+    confirmed = doc.get("sampling_temperature_confirmed")
+    if confirmed:
+        cells = [f"{confirmed['heldout'][m]['estimate']:.3f} [{confirmed['heldout'][m]['low']:.3f}"
+                 f", {confirmed['heldout'][m]['high']:.3f}]" for m in shown]
+        lines.append(f"| sampling_temperature resampled (tau = {confirmed['tau']:g}) | "
+                     + " | ".join(cells) + " | confirmation |")
+    return "\n".join(lines)
+
+
+def _confirm_temperature(store, report) -> dict:
+    """Resample the held-out questions at the refitted temperature and measure them."""
+    from dataclasses import asdict
+
+    from recal.confidence import classify, get_scorer
+    from recal.metrics import compute_all
+    from recal.models import load_backend
+    from recal.samples import SamplingConfig
+    from recal.sampling import sample_run
+    from recal.semantic import get_collapser
+
+    tau = report.temperature.tau_
+    sampling = dict(store.manifest["sampling"], temperature=tau, tau_grid=[])
+    by_id = {q.id: q for q in store.questions()}
+    held = [by_id[i] for i in report.heldout_ids]
+    model = store.manifest["model"]
+    backend = load_backend(model["name"], kind=model["kind"])
+    resampled = sample_run(backend, held, out=store.path / f"resampled-tau{tau:g}",
+                           config=SamplingConfig(**{**sampling, "tau_grid": ()}),
+                           style=store.manifest["style"], shots=store.manifest.get("shots"),
+                           dataset=store.manifest["questions"]["dataset"])
+    collapser = get_collapser(report.config.collapse)
+    records = resampled.samples_by_id()
+    items = classify(held, [records[q.id] for q in held], collapser)
+    preds = get_scorer("modal_share").score(items, collapser)
+    metrics = compute_all([p.confidence for p in preds], [p.correct for p in preds],
+                          n_resamples=report.config.n_resamples, seed=report.config.seed)
+    return {"tau": tau, "heldout": {k: asdict(v) for k, v in metrics.items()}}
+
+
+@app.command()
+def export(
+    run: RunArg,
+    method: Annotated[str, typer.Option(help="The recalibrator to export.")] = "isotonic",
+    collapse: CollapseOpt = "normalized", scorer: ScorerOpt = "modal_share",
+    calibration_fraction: FractionOpt = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    out: Annotated[Path, typer.Option(help="Scorer folder to write.")] = Path("scorer"),
+) -> None:
+    """Fit one recalibrator and export it as a calibrated scorer (JSON data, no pickle)."""
+    from recal.repair import FitConfig, export_scorer
+    from recal.runstore import RunStore
+
+    try:
+        config = FitConfig(methods=(method,), scorer=scorer, collapse=collapse,
+                           calibration_fraction=calibration_fraction, seed=seed)
+        artifact = export_scorer(RunStore.open(run), method, config)
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    folder = artifact.save(out)
+    held = artifact.metrics["heldout"]
+    typer.echo(f"exported {method} ({artifact.metrics['verdict']}) to {folder}: held-out smooth "
+               f"ECE {held['smooth_ece']['estimate']:.3f}, Brier "
+               f"{held['brier_score']['estimate']:.3f}, AUROC {held['auroc']['estimate']:.3f}")
+
+
+@app.command()
+def apply(
+    run: RunArg,
+    scorer: Annotated[Path, typer.Option(help="An exported scorer folder.")] = Path("scorer"),
+    out: Annotated[Path | None, typer.Option(help="JSONL to write (default: RUN/calibrated.jsonl)")]
+        = None,
+) -> None:
+    """Add calibrated confidences to a stored run."""
+    from recal.confidence import classify, get_scorer
+    from recal.runstore import RunStore
+    from recal.scorer import load_scorer
+    from recal.semantic import get_collapser
+
+    try:
+        artifact = load_scorer(scorer)
+        store = RunStore.open(run)
+        if store.manifest["model"].get("config_hash") != artifact.model.get("config_hash"):
+            raise ValueError(f"{run} was sampled from another model than the scorer was fitted "
+                             "on (config hashes differ)")
+        records = store.samples_by_id()
+        questions = [q for q in store.questions() if q.id in records]
+        collapser = get_collapser(artifact.collapse, **artifact.collapse_options)
+        items = classify(questions, [records[q.id] for q in questions], collapser)
+        preds = get_scorer(artifact.scorer).score(items, collapser)
+        calibrated = artifact.recalibrator.predict_proba([p.confidence for p in preds])
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    target = out or run / "calibrated.jsonl"
+    with target.open("w", encoding="utf-8") as f:
+        for p, c in zip(preds, calibrated, strict=True):
+            f.write(json.dumps({"id": p.question_id, "answer": p.answer,
+                                "confidence": p.confidence, "calibrated": float(c),
+                                "correct": p.correct}) + "\n")
+    typer.echo(f"{len(preds)} calibrated confidences written to {target}")
 
 
 def main() -> None:

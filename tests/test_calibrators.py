@@ -192,9 +192,9 @@ def test_maps_are_non_decreasing(truth, name):
     for case in MISCALIBRATIONS.values():
         model = _quiet_fit(name, case(q), y)
         assert np.all(np.diff(model.predict_proba(grid)) >= 0)
-    # confidence that carries the wrong signal: bounded slopes give a constant, not a reversal
-    model = _quiet_fit(name, 1.0 - q, y)
-    assert np.all(np.diff(model.predict_proba(grid)) >= -1e-12) or name == "histogram"
+    if name != "histogram":  # monotone by construction, even when confidence points the wrong way
+        model = _quiet_fit(name, 1.0 - q, y)
+        assert np.all(np.diff(model.predict_proba(grid)) >= 0)
 
 
 def test_anti_informative_confidence_gives_platt_and_beta_a_flat_map(truth):
@@ -217,7 +217,8 @@ def test_integer_weights_equal_repeated_rows(name):
     else:
         np.testing.assert_allclose(weighted.predict_proba(probe), repeated.predict_proba(probe),
                                    rtol=0, atol=1e-7)
-    assert weighted.n_fit_ == repeated.n_fit_ == int(np.count_nonzero(weight))
+    assert weighted.n_fit_ == int(np.count_nonzero(weight))  # rows of positive weight
+    assert repeated.n_fit_ == int(weight.sum())
 
 
 def test_histogram_bins_hold_equal_mass_and_smooth_toward_the_rate():
@@ -500,7 +501,8 @@ class _Spy(Recalibrator):
     def _fit(self, conf, corr, weight):
         _Spy.log.append(("fit", frozenset(conf.tolist())))
 
-    _fit_identity = _fit
+    def _fit_identity(self, conf, weight):
+        _Spy.log.append(("fit", frozenset(conf.tolist())))
 
     def _predict(self, conf):
         _Spy.log.append(("predict", frozenset(conf.tolist())))

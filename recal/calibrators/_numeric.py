@@ -74,7 +74,7 @@ def minimize_bounded(
     from scipy.optimize import minimize
 
     result = minimize(objective, np.asarray(x0, dtype=np.float64), jac=True, method="L-BFGS-B",
-                      bounds=bounds, options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-10})
+                      bounds=bounds, options={"maxiter": 1000, "ftol": 0.0, "gtol": 1e-10})
     x = np.asarray(result.x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise FitError(f"{what} failed: the optimiser returned non-finite parameters "

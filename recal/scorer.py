@@ -1,0 +1,186 @@
+"""The calibrated scorer: an exported, data-only artifact that others load and serve.
+
+A scorer folder holds one file, ``scorer.json``: the schema version, recal's version, the fitted
+recalibrator's parameters, the collapsing function, the confidence scorer, the prompt style, the
+sampling settings, the model's identity (with a hash of its config) and the metrics on the
+calibration and held-out splits; and ``content_sha256``, a hash of all of that, so that a file
+changed by hand or damaged in transit is refused rather than trusted. Loading reads JSON only
+(never pickle) and imports neither torch nor scikit-learn: the post-hoc map alone loads in a few
+milliseconds. :meth:`CalibratedScorer.score` loads the model through its backend on first use.
+
+    scorer = recal.load_scorer("scorer/")
+    scorer.score_samples("What is the capital of France?", ["Paris", "paris", "Lyon"])
+    scorer.score("What is the capital of France?")   # samples the model, then scores
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recal import __version__
+from recal.calibrators.base import Recalibrator
+from recal.data.records import Question
+from recal.models.base import Backend
+from recal.samples import QuestionSamples, Sample, SamplingConfig
+
+__all__ = ["CalibratedScorer", "ScoredAnswer", "ScorerFormatError", "load_scorer",
+           "SCORER_SCHEMA"]
+
+SCORER_SCHEMA = 1
+FILENAME = "scorer.json"
+
+
+class ScorerFormatError(ValueError):
+    """A scorer file is damaged, changed by hand, or from a newer recal."""
+
+
+@dataclass(frozen=True)
+class ScoredAnswer:
+    answer: str
+    """The predicted class (its label under the collapsing function)."""
+    text: str
+    """A sampled answer in that class, as the model wrote it."""
+    confidence: float
+    """The calibrated probability that the answer is correct."""
+    raw_confidence: float
+    """The scorer's confidence before recalibration."""
+    classes: dict[str, int]
+    """Every class among the samples, with its count."""
+
+
+def _digest(doc: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in doc.items() if k != "content_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class CalibratedScorer:
+    recalibrator: Recalibrator
+    collapse: str
+    scorer: str
+    style: str
+    sampling: dict[str, Any]
+    model: dict[str, Any]
+    shots: int | None = None
+    collapse_options: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    backend: Backend | None = None
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    def score_samples(self, question: Question | str, samples: Sequence[str | Sample],
+                      greedy: Sample | str | None = None) -> ScoredAnswer:
+        """Score answers the caller already sampled (texts, or recal ``Sample`` records)."""
+        from recal.confidence import classify, get_scorer
+        from recal.semantic import get_collapser
+
+        if not samples:
+            raise ValueError("samples is empty: score at least one sampled answer")
+        q = question if isinstance(question, Question) else Question("q", question, ("?",))
+
+        def as_sample(s: str | Sample) -> Sample:
+            return s if isinstance(s, Sample) else Sample(s, (), (), "stop")
+
+        record = QuestionSamples(q.id, tuple(as_sample(s) for s in samples),
+                                 as_sample(greedy) if greedy is not None else None)
+        collapser = get_collapser(self.collapse, **self.collapse_options)
+        [item] = classify([q], [record], collapser)
+        [prediction] = get_scorer(self.scorer).score([item], collapser, self.backend)
+        calibrated = float(self.recalibrator.predict_proba([prediction.confidence])[0])
+        return ScoredAnswer(prediction.answer, item.text_of(prediction.answer), calibrated,
+                            prediction.confidence, dict(item.counts()))
+
+    def score(self, question: Question | str) -> ScoredAnswer:
+        """Sample the model as at fitting time (same style, M, T), then score the answers."""
+        from recal.prompts import build_prompt
+
+        backend = self._load_backend()
+        q = question if isinstance(question, Question) else Question("q", question, ("?",))
+        config = SamplingConfig(**{k: (tuple(v) if k == "tau_grid" else v)
+                                   for k, v in self.sampling.items()})
+        prompt = build_prompt(q, self.style, chat=backend.is_chat, shots=self.shots)
+        [record] = list(backend.generate([q.id], [prompt], config))
+        return self.score_samples(q, record.samples, record.greedy)
+
+    def _load_backend(self) -> Backend:
+        if self.backend is None:
+            from recal.models import load_backend
+
+            self.backend = load_backend(self.model["name"], kind=self.model.get("kind"))
+            found = self.backend.identity.config_hash
+            if found != self.model.get("config_hash"):
+                raise ScorerFormatError(
+                    f"the model {self.model['name']!r} loaded here has config hash {found}, but "
+                    f"the scorer was fitted on {self.model.get('config_hash')}: refit it for "
+                    "this model")
+        return self.backend
+
+    # -- saving and loading ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {
+            "schema": SCORER_SCHEMA, "recal_version": __version__,
+            "recalibrator": self.recalibrator.to_dict(),
+            "collapse": {"name": self.collapse, "options": self.collapse_options},
+            "scorer": self.scorer, "prompt": {"style": self.style, "shots": self.shots},
+            "sampling": self.sampling, "model": self.model, "metrics": self.metrics,
+        }
+        doc["content_sha256"] = _digest(doc)
+        return doc
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``path/scorer.json`` (data only) and return the folder."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (FILENAME + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.replace(folder / FILENAME)
+        return folder
+
+
+def load_scorer(path: str | os.PathLike[str], *, backend: Backend | None = None
+                ) -> CalibratedScorer:
+    """Load an exported scorer folder (or its ``scorer.json``). Reads data only."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / FILENAME
+    if not file.exists():
+        raise FileNotFoundError(f"{file} does not exist: export a scorer with `recal export`")
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ScorerFormatError(f"{file} is not valid JSON ({exc}): the file is damaged") from None
+    if not isinstance(doc, dict):
+        raise ScorerFormatError(f"{file} does not hold a scorer (a JSON object)")
+    schema = doc.get("schema")
+    if not isinstance(schema, int):
+        raise ScorerFormatError(f"{file} has no integer 'schema': not a recal scorer file")
+    if schema > SCORER_SCHEMA:
+        raise ScorerFormatError(f"{file} has schema {schema}, written by recal "
+                                f"{doc.get('recal_version')}; this recal ({__version__}) reads "
+                                f"schema <= {SCORER_SCHEMA}: upgrade recal")
+    if doc.get("content_sha256") != _digest(doc):
+        raise ScorerFormatError(f"{file} does not match its content_sha256: it was changed "
+                                "after export or damaged; export it again")
+    try:
+        return CalibratedScorer(
+            recalibrator=Recalibrator.from_dict(doc["recalibrator"]),
+            collapse=doc["collapse"]["name"], collapse_options=dict(doc["collapse"]["options"]),
+            scorer=doc["scorer"], style=doc["prompt"]["style"], shots=doc["prompt"]["shots"],
+            sampling=dict(doc["sampling"]), model=dict(doc["model"]),
+            metrics=dict(doc.get("metrics") or {}), backend=backend)
+    except (KeyError, TypeError) as exc:
+        raise ScorerFormatError(f"{file} lacks the key {exc} a scorer needs") from None
+
+
+def calibrated(scorer: CalibratedScorer, confidence: Sequence[float]) -> np.ndarray:
+    """The recalibrated values of raw confidences (what `recal apply` writes)."""
+    return scorer.recalibrator.predict_proba(np.asarray(confidence, dtype=float))
