@@ -1,0 +1,157 @@
+"""Post-hoc repair on a run with known overconfidence; the exported scorer artifact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from recal.cli import app
+from recal.data.records import Question
+from recal.repair import FitConfig, export_scorer, fit_methods
+from recal.runstore import RunStore
+from recal.samples import QuestionSamples, Sample
+from recal.scorer import ScorerFormatError, load_scorer
+
+M = 20
+
+
+def _sample(text: str) -> Sample:
+    return Sample(text=text, token_ids=(1, 2), logprobs=(-0.5, -0.1), finish_reason="stop")
+
+
+@pytest.fixture(scope="module")
+def overconfident_run(tmp_path_factory) -> RunStore:
+    """600 questions whose modal share c is right with probability c**4 (overconfident)."""
+    rng = np.random.default_rng(0)
+    questions, records = [], []
+    for i in range(600):
+        share = int(rng.integers(M // 2 + 1, M + 1))
+        right = rng.random() < (share / M) ** 4
+        modal, other = ("Paris", "Lyon") if right else ("Lyon", "Paris")
+        texts = [modal] * share + [other] * (M - share)
+        questions.append(Question(f"q{i}", "What is the capital of France?", ("Paris",)))
+        records.append(QuestionSamples(f"q{i}", tuple(_sample(t) for t in texts), _sample(modal)))
+    manifest = {"model": {"name": "fake", "kind": "chat", "backend": "test", "source": "test",
+                          "config_hash": "0123456789abcdef"},
+                "style": "concise", "shots": None,
+                "sampling": {"n_samples": M, "temperature": 1.0, "max_new_tokens": 8,
+                             "stop_at_newline": True, "greedy": True, "seed": 0, "tau_grid": []},
+                "questions": {"dataset": "synthetic", "count": 600, "hash": "x"}}
+    store = RunStore.create_or_resume(tmp_path_factory.mktemp("run"), manifest, questions)
+    for record in records:
+        store.append(record)
+    return store
+
+
+def test_every_method_is_judged_on_questions_it_was_not_fitted_on(overconfident_run):
+    report = fit_methods(overconfident_run, FitConfig(n_resamples=200))
+    assert not set(report.calibration_ids) & set(report.heldout_ids)
+    assert len(report.calibration_ids) + len(report.heldout_ids) == 600
+    by_name = {r.method: r for r in report.results}
+    assert list(by_name) == list(FitConfig().methods)
+    none = by_name["identity"].heldout
+    assert by_name["identity"].verdict.startswith("reference")
+    assert none["smooth_ece"].estimate > 0.2  # the construction is badly overconfident
+    for name in ("platt", "isotonic", "histogram", "beta"):
+        repaired = by_name[name].heldout
+        assert repaired["smooth_ece"].estimate < 0.08, name
+        assert repaired["brier_score"].estimate < report.base_rate_brier, name
+        lowers_auroc = repaired["auroc"].estimate < none["auroc"].estimate - 0.01
+        assert ("lowers AUROC" in by_name[name].verdict) == lowers_auroc, name
+        if name != "histogram":  # equal-mass bins merge the 11 confidence levels: ties cost AUROC
+            assert by_name[name].verdict == "good", (name, by_name[name].verdict)
+        # a post-hoc map never changes which answer is given
+        assert repaired["accuracy"].estimate == none["accuracy"].estimate
+    assert by_name["temperature"].heldout["smooth_ece"].estimate < none["smooth_ece"].estimate
+    doc = report.to_dict()
+    json.dumps(doc)  # all data
+    assert doc["methods"]["isotonic"]["recalibrator"]["name"] == "isotonic"
+
+
+def test_fit_config_rejects_bad_settings():
+    with pytest.raises(KeyError, match="did you mean 'isotonic'"):
+        FitConfig(methods=("isotonik",))
+    with pytest.raises(ValueError, match="calibration_fraction must be in"):
+        FitConfig(calibration_fraction=1.0)
+
+
+def test_exported_scorer_round_trips_and_refuses_tampering(overconfident_run, tmp_path):
+    artifact = export_scorer(overconfident_run, "isotonic", FitConfig(n_resamples=100))
+    folder = artifact.save(tmp_path / "scorer")
+    loaded = load_scorer(folder)
+    texts = ["Paris", "paris.", "Lyon", "Paris"]
+    a = artifact.score_samples("What is the capital of France?", texts)
+    b = loaded.score_samples("What is the capital of France?", texts)
+    assert a == b and a.answer == "paris" and a.raw_confidence == 0.75
+    assert a.confidence < a.raw_confidence  # the map learned the overconfidence
+    conf = np.linspace(0, 1, 101)
+    assert np.array_equal(artifact.recalibrator.predict_proba(conf),
+                          loaded.recalibrator.predict_proba(conf))
+    assert loaded.metrics["heldout"]["smooth_ece"]["estimate"] < 0.08
+
+    file = folder / "scorer.json"
+    text = file.read_text()
+    file.write_text(text.replace('"isotonic"', '"isotonjc"', 1))
+    with pytest.raises(ScorerFormatError, match="content_sha256"):
+        load_scorer(folder)
+    doc = json.loads(text)
+    file.write_text(json.dumps({**doc, "schema": 99}))
+    with pytest.raises(ScorerFormatError, match="schema 99.*upgrade recal"):
+        load_scorer(folder)
+    file.write_text(text[: len(text) // 2])
+    with pytest.raises(ScorerFormatError, match="not valid JSON"):
+        load_scorer(folder)
+    with pytest.raises(FileNotFoundError, match="recal export"):
+        load_scorer(tmp_path / "nowhere")
+
+
+def test_scorer_loads_without_torch_or_sklearn(overconfident_run, tmp_path):
+    folder = export_scorer(overconfident_run, "beta", FitConfig(n_resamples=50)).save(tmp_path)
+    code = ("import sys; from recal.scorer import load_scorer; "
+            f"s = load_scorer({str(folder)!r}); "
+            "print(s.score_samples('q?', ['a', 'a', 'b']).confidence); "
+            "print(sorted(m for m in ('torch', 'sklearn', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert 0 <= float(out[0]) <= 1 and out[1] == "[]"
+
+
+def test_scorer_samples_the_model_itself(tiny_run_for_scorer, tiny_backend):
+    artifact = export_scorer(tiny_run_for_scorer, "histogram", FitConfig(n_resamples=20))
+    scored = replace(artifact, backend=tiny_backend).score("abc?")
+    assert 0 <= scored.confidence <= 1 and sum(scored.classes.values()) == 6
+
+
+@pytest.fixture
+def tiny_run_for_scorer(tiny_backend, tmp_path):
+    from recal.samples import SamplingConfig
+    from recal.sampling import sample_run
+
+    questions = [Question(f"t{i}", f"{'abcd'[i % 4]} {i}?", ("a",)) for i in range(10)]
+    return sample_run(tiny_backend, questions, out=tmp_path / "tiny", progress=False,
+                      config=SamplingConfig(n_samples=6, max_new_tokens=4))
+
+
+def test_cli_fit_export_apply(overconfident_run, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["fit", str(overconfident_run.path), "--resamples", "100",
+                                 "--out", str(tmp_path / "fit")])
+    assert result.exit_code == 0, result.output
+    assert "| isotonic |" in result.output and "base-rate Brier" in result.output
+    assert (tmp_path / "fit" / "fit.json").exists()
+    result = runner.invoke(app, ["export", str(overconfident_run.path), "--method", "platt",
+                                 "--out", str(tmp_path / "scorer")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["apply", str(overconfident_run.path), "--scorer",
+                                 str(tmp_path / "scorer"), "--out", str(tmp_path / "cal.jsonl")])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "cal.jsonl").read_text().splitlines()]
+    assert len(rows) == 600 and all(0 <= r["calibrated"] <= 1 for r in rows)
+    bad = runner.invoke(app, ["fit", str(overconfident_run.path), "--methods", "isotonik"])
+    assert bad.exit_code == 2 and "did you mean 'isotonic'" in bad.output
