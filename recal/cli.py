@@ -247,6 +247,8 @@ def fit(
     resamples: Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")] = 1000,
     confirm: Annotated[bool, typer.Option(
         help="Resample the held-out questions at the refitted sampling temperature.")] = False,
+    cv: Annotated[int | None, typer.Option(
+        min=2, help="Judge out of fold with K folds instead of one held-out split.")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder (default: RUN/fit-B-SCORER).")] = None,
 ) -> None:
     """Fit repairs on a calibration split and judge them on the held-out split."""
@@ -257,7 +259,7 @@ def fit(
         config = FitConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                            scorer=scorer, collapse=collapse,
                            calibration_fraction=calibration_fraction, seed=seed,
-                           n_resamples=resamples)
+                           n_resamples=resamples, cv_folds=cv)
         store = RunStore.open(run)
         report = fit_methods(store, config)
         doc = report.to_dict()
@@ -278,7 +280,10 @@ def _fit_table(doc: dict) -> str:
     from recal.measure import HEADLINE_METRICS
 
     shown = [m for m in HEADLINE_METRICS if m != "mean_confidence"]
-    lines = [f"Held-out: {doc['n_heldout']} questions (fitted on {doc['n_calibration']}); "
+    split = (f"out of fold ({doc['config']['cv_folds']}-fold), {doc['n_heldout']} questions"
+             if doc["config"].get("cv_folds") else
+             f"{doc['n_heldout']} questions (fitted on {doc['n_calibration']})")
+    lines = [f"Held-out: {split}; "
              f"base-rate Brier {doc['base_rate_brier']:.3f}. Each cell: estimate [95% interval].",
              "", "| method | " + " | ".join(shown) + " | verdict |",
              "|---" * (len(shown) + 2) + "|"]

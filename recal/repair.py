@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from recal.calibrators import get_recalibrator, split_calibration
+from recal.calibrators import cross_val_predict, get_recalibrator, split_calibration
 from recal.calibrators.base import Recalibrator
 from recal.confidence import Prediction, classify, get_scorer
 from recal.metrics import BootstrapResult, brier_score, compute_all
@@ -50,6 +50,9 @@ class FitConfig:
     sampling_temperature: bool = True
     """Also refit the sampling temperature when the run recorded a temperature grid."""
     min_ess: float = 5.0
+    cv_folds: int | None = None
+    """For small sets: judge every question out of fold (K-fold cross-fitting) instead of on
+    one held-out split. The exported map is then fitted on all questions."""
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -57,6 +60,8 @@ class FitConfig:
         for name in self.methods:
             get_recalibrator(name)  # unknown names fail now, with did-you-mean
         get_scorer(self.scorer)
+        if self.cv_folds is not None and self.cv_folds < 2:
+            raise ValueError(f"cv_folds must be at least 2, got {self.cv_folds}")
         if not 0 < self.calibration_fraction < 1:
             raise ValueError(f"calibration_fraction must be in (0, 1), got "
                              f"{self.calibration_fraction}")
@@ -131,8 +136,14 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
                          "judging a repair needs at least 4 (more than 100 to mean much)")
     items = classify(questions, [records[q.id] for q in questions], collapser)
     predictions = get_scorer(config.scorer).score(items, collapser, backend)
-    cal_idx, held_idx = split_calibration(len(items), config.calibration_fraction, config.seed)
     conf, corr = _arrays(predictions)
+    if config.cv_folds:
+        # Out of fold, every question is held out once; the base rate is the whole set's (a
+        # slightly optimistic constant predictor, so the Brier test is, if anything, stricter).
+        cal_idx = held_idx = np.arange(len(items))
+    else:
+        cal_idx, held_idx = split_calibration(len(items), config.calibration_fraction,
+                                              config.seed)
     base_rate = float(corr[cal_idx].mean())
     base_brier = brier_score(np.full(len(held_idx), base_rate), corr[held_idx])
     report = FitReport(config, store.manifest, [items[i].question.id for i in cal_idx],
@@ -148,11 +159,14 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
 
     for name in config.methods:
         recalibrator = get_recalibrator(name).fit(conf[cal_idx], corr[cal_idx])
-        judge(name, recalibrator.predict_proba(conf[held_idx]), corr[held_idx],
-              accuracy_changes=False, recalibrator=recalibrator)
+        held_conf = (cross_val_predict(get_recalibrator(name), conf, corr, config.cv_folds,
+                                       config.seed) if config.cv_folds
+                     else recalibrator.predict_proba(conf[held_idx]))
+        judge(name, held_conf, corr[held_idx], accuracy_changes=False, recalibrator=recalibrator)
 
     grid = tuple(store.manifest.get("sampling", {}).get("tau_grid") or ())
-    if config.sampling_temperature and grid and config.scorer == "modal_share":
+    if (config.sampling_temperature and grid and config.scorer == "modal_share"
+            and not config.cv_folds):
         tau0 = float(store.manifest["sampling"]["temperature"])
         fit = fit_sampling_temperature([items[i] for i in cal_idx], collapser, tau_grid=grid,
                                        tau0=tau0, min_ess=config.min_ess)

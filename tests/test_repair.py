@@ -155,3 +155,36 @@ def test_cli_fit_export_apply(overconfident_run, tmp_path):
     assert len(rows) == 600 and all(0 <= r["calibrated"] <= 1 for r in rows)
     bad = runner.invoke(app, ["fit", str(overconfident_run.path), "--methods", "isotonik"])
     assert bad.exit_code == 2 and "did you mean 'isotonic'" in bad.output
+
+
+def test_cross_fitting_judges_every_question_out_of_fold(overconfident_run):
+    report = fit_methods(overconfident_run, FitConfig(cv_folds=5, n_resamples=50,
+                                                      methods=("identity", "isotonic")))
+    assert len(report.heldout_ids) == 600
+    iso = {r.method: r for r in report.results}["isotonic"]
+    assert iso.heldout["smooth_ece"].estimate < 0.08
+    assert iso.heldout["brier_score"].estimate < report.base_rate_brier
+    with pytest.raises(ValueError, match="cv_folds must be at least 2"):
+        FitConfig(cv_folds=1)
+
+
+def test_cli_fit_refits_and_confirms_the_sampling_temperature(tiny_model_dir, tmp_path):
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(
+        json.dumps({"id": f"s{i}", "question": f"{'abcd'[i % 4]}{'abc'[i % 3]} {i}?",
+                    "answers": ["a"]}) + "\n" for i in range(16)))
+    run = tmp_path / "run"
+    runner = CliRunner()
+    sampled = runner.invoke(app, ["sample", "--model", str(tiny_model_dir), "--dataset",
+                                  str(data), "--samples", "12", "--max-new-tokens", "2",
+                                  "--tau-grid", "0.8,1,1.25", "--out", str(run), "--no-progress"])
+    assert sampled.exit_code == 0, sampled.output
+    result = runner.invoke(app, ["fit", str(run), "--resamples", "50", "--confirm",
+                                 "--methods", "identity,platt"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((run / "fit-normalized-modal_share" / "fit.json").read_text())
+    tau = doc["methods"]["sampling_temperature"]["tau"]
+    assert tau in (0.8, 1.0, 1.25)
+    assert doc["sampling_temperature_confirmed"]["tau"] == tau
+    assert "sampling_temperature resampled" in result.output
+    assert (run / f"resampled-tau{tau:g}" / "samples.jsonl").exists()
