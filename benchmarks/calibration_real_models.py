@@ -5,7 +5,7 @@ them with the normalised-match B, score every question with each sample-based sc
 every metric with a 95% bootstrap interval. The first side-by-side test here of the reference
 paper's claim: a base model answering directly is calibrated, a chat model need not be.
 
-    .venv/bin/python benchmarks/calibration_real_models.py      # M = 50, 200 questions
+    .venv/bin/python benchmarks/calibration_real_models.py      # M = 50, 100 questions
     .venv/bin/python benchmarks/calibration_real_models.py --questions 40 --samples 10   # quick
 
 Writes benchmarks/results/calibration_real_models.json and docs/img/reliability-*.png; the last
@@ -35,7 +35,7 @@ SETTINGS = (("smollm2-135m-instruct", "concise"), ("gemma3-270m", "concise"),
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs")
     parser.add_argument("--only", nargs="*", help="model:style pairs to run (default: all)")
