@@ -42,9 +42,10 @@ def models() -> None:
     typer.echo("Any .gguf file, local transformers folder or hub id also works as --model.")
 
 
-def _default_out(model: str, dataset: str, style: str, samples: int) -> Path:
+def _default_out(model: str, dataset: str, style: str, samples: int, limit: int | None) -> Path:
     stem = Path(model).stem if model.endswith(".gguf") else Path(model).name
     data = Path(dataset).stem if dataset.endswith((".jsonl", ".json", ".csv")) else dataset
+    data += f"{limit}" if limit else ""
     return Path("runs") / f"{stem}-{data}-{style}-m{samples}"
 
 
@@ -132,7 +133,8 @@ def _sample(opts: _SampleOptions):
                                 tau_grid=_floats(opts.tau_grid, "--tau-grid"))
         questions = load_questions(opts.dataset, data_dir=opts.data_dir, limit=opts.limit,
                                    skip_bad=opts.skip_bad)
-        out = opts.out or _default_out(opts.model, opts.dataset, opts.style, opts.samples)
+        out = opts.out or _default_out(opts.model, opts.dataset, opts.style, opts.samples,
+                                       opts.limit)
         typer.echo(f"loading {opts.model} ...", err=True)
         backend = load_backend(opts.model, kind=opts.kind)  # type: ignore[arg-type]
         store = sample_run(backend, questions, out=out, config=config, style=opts.style,
