@@ -73,3 +73,14 @@ def test_cli_measure_samples_then_reports(tiny_model_dir, tmp_path):
     bad = CliRunner().invoke(app, ["measure", "--model", str(tiny_model_dir), "--dataset",
                                    str(data), "--collapse", "normalised", "--out", str(out)])
     assert bad.exit_code == 2 and "did you mean 'normalized'" in bad.output
+
+
+def test_cli_compare_prints_both_collapsing_functions(tiny_run):
+    runner = CliRunner()
+    result = runner.invoke(app, ["compare", str(tiny_run.path), "--collapse", "normalized",
+                                 "--collapse", "numeric", "--resamples", "20"])
+    assert result.exit_code == 0, result.output
+    assert "| normalized |" in result.output and "| numeric |" in result.output
+    assert "(+0.000)" in result.output  # the first B against itself
+    one = runner.invoke(app, ["compare", str(tiny_run.path), "--collapse", "normalized"])
+    assert one.exit_code == 2 and "at least two" in one.output
