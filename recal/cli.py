@@ -266,7 +266,11 @@ def fit(
         report = fit_methods(store, config)
         doc = report.to_dict()
         if confirm and report.temperature is not None:
-            doc["sampling_temperature_confirmed"] = _confirm_temperature(store, report)
+            if report.temperature.tau_ == report.temperature.tau0:
+                typer.echo("the refitted sampling temperature is the one sampled at: nothing "
+                           "to confirm by resampling", err=True)
+            else:
+                doc["sampling_temperature_confirmed"] = _confirm_temperature(store, report)
     except _errors() as exc:
         raise _fail(_message(exc)) from None
     folder = out or run / f"fit-{collapse}-{scorer}"

@@ -177,14 +177,14 @@ def test_cli_fit_refits_and_confirms_the_sampling_temperature(tiny_model_dir, tm
     runner = CliRunner()
     sampled = runner.invoke(app, ["sample", "--model", str(tiny_model_dir), "--dataset",
                                   str(data), "--samples", "12", "--max-new-tokens", "2",
-                                  "--tau-grid", "0.8,1,1.25", "--out", str(run), "--no-progress"])
+                                  "--tau-grid", "0.8,1.25", "--out", str(run), "--no-progress"])
     assert sampled.exit_code == 0, sampled.output
     result = runner.invoke(app, ["fit", str(run), "--resamples", "50", "--confirm",
                                  "--methods", "identity,platt"])
     assert result.exit_code == 0, result.output
     doc = json.loads((run / "fit-normalized-modal_share" / "fit.json").read_text())
     tau = doc["methods"]["sampling_temperature"]["tau"]
-    assert tau in (0.8, 1.0, 1.25)
+    assert tau in (0.8, 1.25)  # the grid leaves out T0 = 1, so there is always a move to confirm
     assert doc["sampling_temperature_confirmed"]["tau"] == tau
     assert "sampling_temperature resampled" in result.output
     assert (run / f"resampled-tau{tau:g}" / "samples.jsonl").exists()
