@@ -149,12 +149,15 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
     report = FitReport(config, store.manifest, [items[i].question.id for i in cal_idx],
                        [items[i].question.id for i in held_idx], base_rate, base_brier)
 
+    # Every method is judged against the unrepaired confidence on the same held-out questions.
+    reference = compute_all(conf[held_idx], corr[held_idx], n_resamples=config.n_resamples,
+                            seed=config.seed)
+
     def judge(name: str, held_conf: np.ndarray, held_corr: np.ndarray, **kw: Any) -> None:
         metrics = compute_all(held_conf, held_corr, n_resamples=config.n_resamples,
                               seed=config.seed)
-        reference = report.results[0].heldout if report.results else metrics
         verdict = _verdict(metrics, reference, base_brier, config.auroc_tolerance,
-                           is_reference=not report.results)
+                           is_reference=name == "identity")
         report.results.append(MethodResult(name, metrics, verdict=verdict, **kw))
 
     for name in config.methods:
@@ -171,6 +174,14 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
         fit = fit_sampling_temperature([items[i] for i in cal_idx], collapser, tau_grid=grid,
                                        tau0=tau0, min_ess=config.min_ess)
         report.temperature = fit
+        if fit.tau_ == tau0:
+            # Nothing changes; reweighting by weights that are 1 up to the rounding of the stored
+            # logits would only reshuffle tied classes, so the row is the unrepaired one.
+            report.results.append(MethodResult(
+                "sampling_temperature", reference, accuracy_changes=False,
+                verdict="keeps the sampled temperature (no repair)",
+                detail={"tau": fit.tau_, "estimate": "sampled"}))
+            return report
         points = [reweight(items[i], fit.tau_, grid) for i in held_idx]
         held_conf = np.array([p.confidence for p in points])
         held_corr = np.array([collapser.is_correct(items[i].question, p.answer)
@@ -179,7 +190,6 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
               detail={"tau": fit.tau_, "estimate": "importance-reweighted",
                       "median_ess": float(np.median([p.ess for p in points]))})
     return report
-
 
 
 def export_scorer(store: RunStore, method: str, config: FitConfig | None = None,

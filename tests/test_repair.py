@@ -188,3 +188,9 @@ def test_cli_fit_refits_and_confirms_the_sampling_temperature(tiny_model_dir, tm
     assert doc["sampling_temperature_confirmed"]["tau"] == tau
     assert "sampling_temperature resampled" in result.output
     assert (run / f"resampled-tau{tau:g}" / "samples.jsonl").exists()
+
+
+def test_methods_are_judged_against_the_unrepaired_confidence(overconfident_run):
+    report = fit_methods(overconfident_run, FitConfig(methods=("isotonic",), n_resamples=50))
+    [iso] = report.results
+    assert iso.verdict == "good"  # not the reference, though it is the only method
