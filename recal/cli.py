@@ -311,7 +311,7 @@ def _confirm_temperature(store, report) -> dict:
     """Resample the held-out questions at the refitted temperature and measure them."""
     from dataclasses import asdict
 
-    from recal.confidence import classify, get_scorer
+    from recal.confidence import classify_run, get_scorer
     from recal.metrics import compute_all
     from recal.models import load_backend
     from recal.samples import SamplingConfig
@@ -329,8 +329,7 @@ def _confirm_temperature(store, report) -> dict:
                            style=store.manifest["style"], shots=store.manifest.get("shots"),
                            dataset=store.manifest["questions"]["dataset"])
     collapser = get_collapser(report.config.collapse)
-    records = resampled.samples_by_id()
-    items = classify(held, [records[q.id] for q in held], collapser)
+    items = classify_run(resampled, collapser)
     preds = get_scorer("modal_share").score(items, collapser)
     metrics = compute_all([p.confidence for p in preds], [p.correct for p in preds],
                           n_resamples=report.config.n_resamples, seed=report.config.seed)
@@ -371,7 +370,7 @@ def apply(
         = None,
 ) -> None:
     """Add calibrated confidences to a stored run."""
-    from recal.confidence import classify, get_scorer
+    from recal.confidence import classify_run, get_scorer
     from recal.runstore import RunStore
     from recal.scorer import load_scorer
     from recal.semantic import get_collapser
@@ -382,10 +381,8 @@ def apply(
         if store.manifest["model"].get("config_hash") != artifact.model.get("config_hash"):
             raise ValueError(f"{run} was sampled from another model than the scorer was fitted "
                              "on (config hashes differ)")
-        records = store.samples_by_id()
-        questions = [q for q in store.questions() if q.id in records]
         collapser = get_collapser(artifact.collapse, **artifact.collapse_options)
-        items = classify(questions, [records[q.id] for q in questions], collapser)
+        items = classify_run(store, collapser)
         preds = get_scorer(artifact.scorer).score(items, collapser)
         calibrated = artifact.recalibrator.predict_proba([p.confidence for p in preds])
     except _errors() as exc:

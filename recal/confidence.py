@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,8 +37,9 @@ from recal.data.records import Question
 from recal.models.base import Backend
 from recal.prompts import Prompt
 from recal.registry import Registry
+from recal.runstore import RunStore
 from recal.samples import QuestionSamples, SamplingConfig
-from recal.semantic.base import Collapser
+from recal.semantic.base import Collapser, distribution
 
 __all__ = [
     "Classified",
@@ -47,6 +47,7 @@ __all__ = [
     "Scorer",
     "SCORERS",
     "classify",
+    "classify_run",
     "get_scorer",
     "parse_verbalized",
 ]
@@ -63,8 +64,8 @@ class Classified:
 
     def counts(self) -> list[tuple[str, int]]:
         """Classes by count, largest first; ties go to the class seen first (deterministic)."""
-        first_seen = {label: i for i, label in reversed(list(enumerate(self.labels)))}
-        return sorted(Counter(self.labels).items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))
+        dist = distribution(self.labels)
+        return list(zip(dist.classes, dist.counts, strict=True))
 
     def text_of(self, label: str) -> str:
         """A sampled text in the class (the first), to show or to ask the model about."""
@@ -84,6 +85,19 @@ class Prediction:
     confidence: float
     correct: bool
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def classify_run(store: RunStore, collapser: Collapser,
+                 ids: Sequence[str] | None = None) -> list[Classified]:
+    """The finished questions of a run (or those of ``ids``), in the run's question order."""
+    records = store.samples_by_id()
+    wanted = set(records) if ids is None else set(ids)
+    missing = wanted - set(records)
+    if missing:
+        raise ValueError(f"{store.path} has no samples for {len(missing)} of the questions asked "
+                         f"(first: {sorted(missing)[0]!r})")
+    questions = [q for q in store.questions() if q.id in wanted]
+    return classify(questions, [records[q.id] for q in questions], collapser)
 
 
 def classify(questions: Sequence[Question], records: Sequence[QuestionSamples],
@@ -160,8 +174,7 @@ class HeldOutModalShare(Scorer):
                 raise ValueError(f"heldout_modal needs at least 2 samples per question, "
                                  f"question {item.question.id!r} has {m}")
             first, second = item.labels[: m // 2], item.labels[m // 2:]
-            seen = {lab: i for i, lab in reversed(list(enumerate(first)))}
-            label = min(Counter(first).items(), key=lambda kv: (-kv[1], seen[kv[0]]))[0]
+            label = distribution(first).modal
             conf = second.count(label) / len(second)
             out.append(Prediction(item.question.id, label, conf,
                                   collapser.is_correct(item.question, label)))

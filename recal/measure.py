@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from recal import __version__
-from recal.confidence import SCORERS, Classified, Prediction, classify, get_scorer
+from recal.confidence import SCORERS, Classified, Prediction, classify_run, get_scorer
 from recal.metrics import METRICS, BootstrapResult, compute_all
 from recal.models.base import Backend
 from recal.runstore import RunStore
@@ -83,22 +83,15 @@ class MeasureReport:
         return self.config.collapse
 
 
-def _paired(store: RunStore) -> tuple[list, list]:
-    records = store.samples_by_id()
-    questions = [q for q in store.questions() if q.id in records]
-    if not questions:
-        raise ValueError(f"{store.path} holds no finished questions yet: run `recal sample` first")
-    return questions, [records[q.id] for q in questions]
-
-
 def measure_run(store: RunStore, config: MeasureConfig | None = None, *,
                 backend: Backend | None = None, collapser: Collapser | None = None,
                 ) -> MeasureReport:
     """Classify every finished question of ``store`` and score it with each scorer."""
     config = config or MeasureConfig()
     collapser = collapser or get_collapser(config.collapse)
-    questions, records = _paired(store)
-    items = classify(questions, records, collapser)
+    items = classify_run(store, collapser)
+    if not items:
+        raise ValueError(f"{store.path} holds no finished questions yet: run `recal sample` first")
     report = MeasureReport(str(store.path), store.manifest, config, items)
     for name in config.scorers:
         scorer = get_scorer(name)

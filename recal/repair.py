@@ -22,7 +22,7 @@ import numpy as np
 
 from recal.calibrators import cross_val_predict, get_recalibrator, split_calibration
 from recal.calibrators.base import Recalibrator
-from recal.confidence import Prediction, classify, get_scorer
+from recal.confidence import Prediction, classify_run, get_scorer
 from recal.metrics import BootstrapResult, brier_score, compute_all
 from recal.models.base import Backend
 from recal.runstore import RunStore
@@ -87,6 +87,8 @@ class FitReport:
     base_rate_brier: float
     results: list[MethodResult] = field(default_factory=list)
     temperature: TemperatureFit | None = None
+    predictions: list[Prediction] = field(default_factory=list)
+    """The unrepaired prediction of every question, in the run's order."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,12 +131,10 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
     """Fit every method of ``config`` on the calibration split of ``store``, judge on the rest."""
     config = config or FitConfig()
     collapser = collapser or get_collapser(config.collapse)
-    records = store.samples_by_id()
-    questions = [q for q in store.questions() if q.id in records]
-    if len(questions) < 4:
-        raise ValueError(f"{store.path} holds {len(questions)} finished questions; fitting and "
+    items = classify_run(store, collapser)
+    if len(items) < 4:
+        raise ValueError(f"{store.path} holds {len(items)} finished questions; fitting and "
                          "judging a repair needs at least 4 (more than 100 to mean much)")
-    items = classify(questions, [records[q.id] for q in questions], collapser)
     predictions = get_scorer(config.scorer).score(items, collapser, backend)
     conf, corr = _arrays(predictions)
     if config.cv_folds:
@@ -147,7 +147,8 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
     base_rate = float(corr[cal_idx].mean())
     base_brier = brier_score(np.full(len(held_idx), base_rate), corr[held_idx])
     report = FitReport(config, store.manifest, [items[i].question.id for i in cal_idx],
-                       [items[i].question.id for i in held_idx], base_rate, base_brier)
+                       [items[i].question.id for i in held_idx], base_rate, base_brier,
+                       predictions=predictions)
 
     # Every method is judged against the unrepaired confidence on the same held-out questions.
     reference = compute_all(conf[held_idx], corr[held_idx], n_resamples=config.n_resamples,
@@ -206,11 +207,8 @@ def export_scorer(store: RunStore, method: str, config: FitConfig | None = None,
     report = fit_methods(store, config, collapser=collapser)
     [result] = report.results
     recalibrator = cast(Recalibrator, result.recalibrator)  # set for every post-hoc method
-    records = store.samples_by_id()
-    by_id = {q.id: q for q in store.questions()}
-    cal = classify([by_id[i] for i in report.calibration_ids],
-                   [records[i] for i in report.calibration_ids], collapser)
-    conf, corr = _arrays(get_scorer(config.scorer).score(cal, collapser))
+    calibration = set(report.calibration_ids)
+    conf, corr = _arrays([p for p in report.predictions if p.question_id in calibration])
     in_sample = compute_all(recalibrator.predict_proba(conf), corr,
                             n_resamples=config.n_resamples, seed=config.seed)
     sampling = dict(store.manifest["sampling"])

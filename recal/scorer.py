@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from recal import __version__
 from recal.calibrators.base import Recalibrator
 from recal.data.records import Question
@@ -180,7 +178,3 @@ def load_scorer(path: str | os.PathLike[str], *, backend: Backend | None = None
     except (KeyError, TypeError) as exc:
         raise ScorerFormatError(f"{file} lacks the key {exc} a scorer needs") from None
 
-
-def calibrated(scorer: CalibratedScorer, confidence: Sequence[float]) -> np.ndarray:
-    """The recalibrated values of raw confidences (what `recal apply` writes)."""
-    return scorer.recalibrator.predict_proba(np.asarray(confidence, dtype=float))
