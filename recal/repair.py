@@ -26,7 +26,7 @@ from recal.confidence import Prediction, classify_run, get_scorer
 from recal.metrics import BootstrapResult, brier_score, compute_all
 from recal.models.base import Backend
 from recal.runstore import RunStore
-from recal.sampling_temperature import TemperatureFit, fit_sampling_temperature, reweight
+from recal.sampling_temperature import TemperatureFit, fit_sampling_temperature, reweight_all
 from recal.semantic.base import Collapser, get_collapser
 
 __all__ = ["FitConfig", "MethodResult", "FitReport", "fit_methods", "export_scorer",
@@ -183,13 +183,11 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
                 verdict="keeps the sampled temperature (no repair)",
                 detail={"tau": fit.tau_, "estimate": "sampled"}))
             return report
-        points = [reweight(items[i], fit.tau_, grid) for i in held_idx]
-        held_conf = np.array([p.confidence for p in points])
-        held_corr = np.array([collapser.is_correct(items[i].question, p.answer)
-                              for i, p in zip(held_idx, points, strict=True)], dtype=float)
+        held_conf, held_corr, ess = reweight_all([items[i] for i in held_idx], collapser,
+                                                 fit.tau_, grid)
         judge("sampling_temperature", held_conf, held_corr, accuracy_changes=True,
               detail={"tau": fit.tau_, "estimate": "importance-reweighted",
-                      "median_ess": float(np.median([p.ess for p in points]))})
+                      "median_ess": float(np.median(ess))})
     return report
 
 

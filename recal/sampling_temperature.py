@@ -28,7 +28,8 @@ from recal.confidence import Classified
 from recal.metrics import brier_score, log_loss
 from recal.semantic.base import Collapser
 
-__all__ = ["ReweightedPoint", "TemperatureFit", "reweight", "fit_sampling_temperature"]
+__all__ = ["ReweightedPoint", "TemperatureFit", "reweight", "reweight_all",
+           "fit_sampling_temperature"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,19 @@ def reweight(item: Classified, tau: float, tau_grid: Sequence[float]) -> Reweigh
         shares[label] = shares.get(label, 0.0) + float(weight)
     first_seen = {label: i for i, label in reversed(list(enumerate(item.labels)))}
     answer = min(shares, key=lambda c: (-shares[c], first_seen[c]))
-    return ReweightedPoint(tau, answer, shares[answer], ess, shares)
+    # Summed normalised weights can round to just above 1 (1.0000000000000002) when one class
+    # holds them all; the metrics rightly refuse a confidence above 1.
+    return ReweightedPoint(tau, answer, min(shares[answer], 1.0), ess, shares)
+
+
+def reweight_all(items: Sequence[Classified], collapser: Collapser, tau: float,
+                 tau_grid: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Modal-share confidence, correctness of the modal class and ESS of every item at ``tau``."""
+    points = [reweight(item, tau, tau_grid) for item in items]
+    conf = np.array([p.confidence for p in points], dtype=float)
+    correct = np.array([collapser.is_correct(item.question, p.answer)
+                        for item, p in zip(items, points, strict=True)], dtype=float)
+    return conf, correct, np.array([p.ess for p in points], dtype=float)
 
 
 @dataclass
@@ -99,11 +112,7 @@ def fit_sampling_temperature(items: Sequence[Classified], collapser: Collapser, 
     fit = TemperatureFit(tau0=tau0, criterion=criterion)
     best = math.inf
     for tau in tau_grid:
-        points = [reweight(item, tau, tau_grid) for item in items]
-        conf = np.array([p.confidence for p in points])
-        correct = np.array([collapser.is_correct(item.question, p.answer)
-                            for item, p in zip(items, points, strict=True)], dtype=float)
-        ess = np.array([p.ess for p in points])
+        conf, correct, ess = reweight_all(items, collapser, tau, tau_grid)
         row = {"tau": float(tau), "log_loss": log_loss(conf, correct),
                "brier": brier_score(conf, correct), "accuracy": float(correct.mean()),
                "mean_confidence": float(conf.mean()), "median_ess": float(np.median(ess)),

@@ -67,3 +67,26 @@ def test_samples_without_a_grid_are_refused(tiny_backend):
     items = _items(tiny_backend, 1.0, 5, grid=())
     with pytest.raises(ValueError, match="sampled without a temperature grid"):
         reweight(items[0], 0.8, GRID)
+
+
+def test_a_single_class_never_gets_a_share_above_one():
+    """Normalised weights can sum to 1.0000000000000002; the share must still be a probability."""
+    import numpy as np
+
+    from recal.samples import QuestionSamples, Sample
+
+    rng = np.random.default_rng(0)
+    for _ in range(1000):  # find weights whose normalised sum rounds above 1
+        log_w = rng.normal(size=13)
+        w = np.exp(log_w - log_w.max())
+        if sum(float(x) for x in w / w.sum()) > 1.0:
+            break
+    else:
+        pytest.skip("no rounding case found")
+    # one-token samples whose log ratio at tau = 1.25 is log_w: z = 0, logprob = 0, lse = -log_w
+    samples = tuple(Sample("a", (1,), (0.0,), "stop", logits=(0.0,), lse=((0.0, 0.0, -x),))
+                    for x in log_w)
+    [item] = classify([QUESTIONS[0]], [QuestionSamples("q0", samples, None)],
+                      get_collapser("normalized"))
+    point = reweight(item, 1.25, GRID)
+    assert point.answer == "a" and point.confidence == 1.0

@@ -1,0 +1,526 @@
+"""``recal bench``: every confidence scorer x every repair method, on the same samples.
+
+For each model and dataset the bench samples once (a resumable run store under ``out/runs``; a
+second run reuses it), classifies the answers, and for every confidence scorer fits every repair
+method on a calibration split and judges it on the held-out rest, with bootstrap intervals. Peer
+baselines (netcal's and scikit-learn's recalibrators) run on the same scores beside recal's. With
+two or more datasets it also fits on one and judges on another (transfer). It writes
+
+    out/bench.json            every figure, with the config that produced it
+    out/bench.md              the tables a person reads
+    out/reliability-<m>.png   one figure per method: a diagram per model x dataset
+
+    report = run_bench(BenchConfig(models=("smollm2-135m-instruct",), datasets=("builtin",)))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from recal.bench_methods import BENCH_METHODS, CellData, MethodOutcome
+from recal.calibrators import split_calibration
+from recal.confidence import SCORERS, Classified, classify_run, get_scorer
+from recal.metrics import BootstrapResult, compute_all
+from recal.models.base import Backend
+from recal.runstore import RunStore
+from recal.samples import SamplingConfig
+from recal.semantic.base import get_collapser
+
+__all__ = ["BenchConfig", "BenchRow", "TransferRow", "BenchReport", "run_bench",
+           "write_bench_report", "DEFAULT_BENCH_METHODS", "DEFAULT_PEERS"]
+
+DEFAULT_BENCH_METHODS = ("identity", "temperature", "platt", "isotonic", "histogram", "beta",
+                         "sampling_temperature")
+DEFAULT_PEERS = ("netcal:temperature", "netcal:logistic", "netcal:beta", "netcal:histogram",
+                 "netcal:isotonic", "sklearn:isotonic", "sklearn:platt")
+DEFAULT_BENCH_SCORERS = ("modal_share", "heldout_modal", "semantic_entropy", "greedy_likelihood")
+# Sets whose answers are numbers are collapsed by value; the rest by normalised text.
+DATASET_COLLAPSE = {"gsm8k": "numeric"}
+_COSTS = "costs.json"
+
+
+def _default_sampling() -> SamplingConfig:
+    return SamplingConfig(n_samples=20, tau_grid=(0.5, 0.7, 1.0, 1.4))
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``recal bench`` compares, and on what."""
+
+    models: tuple[str, ...] = ("smollm2-135m-instruct",)
+    """Models to sample: packaged names, .gguf files, folders (see ``recal models``)."""
+    datasets: tuple[str, ...] = ("builtin",)
+    """Question sets: 'builtin', named public sets (local copies under data_dir) or files."""
+    limit: int | None = 200
+    """The first N questions of each dataset (None: all)."""
+    data_dir: str | None = None
+    """Folder with local copies of the named sets (default: $RECAL_DATA_DIR)."""
+    missing_datasets: Literal["skip", "error"] = "skip"
+    """A named set with no local copy (and no hub): leave it out with a note, or stop."""
+    style: Literal["concise", "sentence", "cot"] = "concise"
+    sampling: SamplingConfig = field(default_factory=_default_sampling)
+    """How answers are drawn (M, T, tau grid for the sampling-temperature repair, seed)."""
+    collapse: str | None = None
+    """The collapsing function; None: 'numeric' for GSM8K, 'normalized' for the rest."""
+    scorers: tuple[str, ...] = DEFAULT_BENCH_SCORERS
+    methods: tuple[str, ...] = DEFAULT_BENCH_METHODS
+    """recal's repairs: post-hoc recalibrators, 'sampling_temperature', LoRA methods."""
+    peers: tuple[str, ...] = DEFAULT_PEERS
+    """Peer baselines from netcal and scikit-learn, fitted on the same scores."""
+    calibration_fraction: float = 0.5
+    """Share of each set's questions the methods are fitted on; the rest judges them."""
+    transfer: bool = True
+    """With two or more datasets: fit on each, judge on every other."""
+    n_resamples: int = 1000
+    """Bootstrap resamples per interval."""
+    seed: int = 0
+    """Seeds the split and the bootstrap (the sampler has its own, in sampling)."""
+    diagrams: bool = True
+    """Draw one reliability figure per method (needs matplotlib)."""
+    progress: bool = True
+    out: str = "runs/bench"
+
+    def __post_init__(self) -> None:
+        for name in ("models", "datasets", "scorers", "methods", "peers"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.models:
+            raise ValueError("models is empty: name at least one model")
+        if not self.datasets:
+            raise ValueError("datasets is empty: name at least one dataset")
+        if not self.scorers:
+            raise ValueError("scorers is empty: name at least one confidence scorer")
+        if not self.methods and not self.peers:
+            raise ValueError("methods and peers are both empty: name something to compare")
+        for group in ("models", "datasets", "scorers", "methods", "peers"):
+            values = getattr(self, group)
+            dup = next((v for v in values if values.count(v) > 1), None)
+            if dup is not None:
+                raise ValueError(f"{group} names {dup!r} twice")
+        for name in self.scorers:
+            SCORERS.get(name)  # did-you-mean KeyError before any sampling
+        for name in (*self.methods, *self.peers):
+            BENCH_METHODS.get(name)
+        if self.collapse is not None:
+            get_collapser(self.collapse)
+        if self.limit is not None and self.limit < 4:
+            raise ValueError(f"limit must be at least 4 (a split needs questions on both "
+                             f"sides), got {self.limit}")
+        if not 0 < self.calibration_fraction < 1:
+            raise ValueError(f"calibration_fraction must be in (0, 1), got "
+                             f"{self.calibration_fraction}")
+        if self.n_resamples < 1:
+            raise ValueError(f"n_resamples must be positive, got {self.n_resamples}")
+
+    def collapse_for(self, dataset: str) -> str:
+        return self.collapse or DATASET_COLLAPSE.get(Path(dataset).stem.lower(), "normalized")
+
+
+@dataclass
+class BenchRow:
+    """One method on one scorer's confidence, for one model and dataset, judged held out."""
+
+    model: str
+    dataset: str
+    scorer: str
+    method: str
+    family: str
+    heldout: dict[str, BootstrapResult] | None
+    accuracy_before: float
+    fit_seconds: float
+    sequences_per_question: float
+    """Sequences the model decodes per question to score one (sampled + greedy + asked)."""
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    arrays: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    """The held-out (confidence, correct) the metrics came from (not written to JSON)."""
+
+    def estimate(self, metric: str) -> float:
+        return float("nan") if self.heldout is None else self.heldout[metric].estimate
+
+
+@dataclass
+class TransferRow:
+    """Fit on ``source``'s calibration split, judge on ``target``'s held-out split."""
+
+    model: str
+    scorer: str
+    method: str
+    source: str
+    target: str
+    unrepaired: float
+    in_domain: float
+    transferred: float
+
+    @property
+    def survival(self) -> float:
+        """Share of the in-domain improvement in smooth ECE that survives the shift (1: all,
+        0: none, < 0: worse than no repair); nan when in-domain repair gains under 0.01."""
+        gain = self.unrepaired - self.in_domain
+        return (self.unrepaired - self.transferred) / gain if gain > 0.01 else float("nan")
+
+
+@dataclass
+class BenchReport:
+    config: BenchConfig
+    rows: list[BenchRow] = field(default_factory=list)
+    transfer: list[TransferRow] = field(default_factory=list)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per model/dataset: run folder, questions, sampling seconds, answers."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Datasets left out, with the reason."""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": asdict(self.config),
+            "runs": self.runs, "skipped": self.skipped, "seconds": self.seconds,
+            "rows": [{**{k: v for k, v in asdict(r).items() if k not in ("heldout", "arrays")},
+                      "heldout": ({k: asdict(v) for k, v in r.heldout.items()}
+                                  if r.heldout else None)} for r in self.rows],
+            "transfer": [{**asdict(t), "survival": t.survival} for t in self.transfer],
+        }
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def _run_name(model: str, dataset: str, config: BenchConfig) -> str:
+    stem = Path(model).stem if model.endswith(".gguf") else Path(model).name
+    data = Path(dataset).stem if dataset.endswith((".jsonl", ".json", ".csv")) else dataset
+    m = config.sampling.n_samples
+    return f"{stem}-{data}{config.limit or ''}-{config.style}-m{m}"
+
+
+def _costs(out: Path) -> dict[str, Any]:
+    path = out / _COSTS
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _add_sampling_time(out: Path, run: str, seconds: float, answers: int) -> None:
+    costs = _costs(out)
+    entry = costs.setdefault(run, {"sampling_seconds": 0.0, "answers": 0})
+    entry["sampling_seconds"] += seconds
+    entry["answers"] += answers
+    tmp = out / (_COSTS + ".tmp")
+    tmp.write_text(json.dumps(costs, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out / _COSTS)
+
+
+class _Models:
+    """Loads each model once, on first need (a fully stored run needs none)."""
+
+    def __init__(self, loader: Callable[[str], Backend]) -> None:
+        self._loader = loader
+        self._loaded: dict[str, Backend] = {}
+
+    def get(self, name: str) -> Backend:
+        if name not in self._loaded:
+            for other in list(self._loaded):  # one model in memory at a time
+                self._loaded.pop(other).close()
+            self._loaded[name] = self._loader(name)
+        return self._loaded[name]
+
+    def close(self) -> None:
+        for backend in self._loaded.values():
+            backend.close()
+        self._loaded.clear()
+
+
+def _sample(model: str, dataset: str, questions: list[Any], config: BenchConfig,
+            models: _Models, out: Path) -> RunStore:
+    from recal.sampling import sample_run
+
+    name = _run_name(model, dataset, config)
+    path = out / "runs" / name
+    if (path / "manifest.json").exists():
+        store = RunStore.open(path)
+        if len(store.done_ids()) == len(questions):
+            return store  # everything stored: no model load at all
+    backend = models.get(model)
+    resolved = config.sampling.resolved(config.style, chat=backend.is_chat)
+    done_before = len(RunStore.open(path).done_ids()) if (path / "manifest.json").exists() else 0
+    start = time.perf_counter()
+    try:
+        store = sample_run(backend, questions, out=path, config=config.sampling,
+                           style=config.style, dataset=dataset, progress=config.progress)
+    finally:
+        done_now = (len(RunStore.open(path).done_ids())
+                    if (path / "manifest.json").exists() else 0)
+        per_q = resolved.n_samples + int(resolved.greedy)
+        _add_sampling_time(out, name, time.perf_counter() - start,
+                           (done_now - done_before) * per_q)
+    return store
+
+
+# --------------------------------------------------------------------------- the bench
+
+
+def _metrics(conf: np.ndarray, corr: np.ndarray, config: BenchConfig
+             ) -> dict[str, BootstrapResult]:
+    return compute_all(conf, corr, n_resamples=config.n_resamples, seed=config.seed)
+
+
+def _sequences(scorer: str, m: int, greedy: bool) -> float:
+    if scorer == "greedy_likelihood":
+        return 1.0
+    if scorer in ("verbalized", "p_true"):
+        return float(m + int(greedy) + 1)  # samples for the answer, one more pass to ask
+    return float(m)
+
+
+def run_bench(config: BenchConfig | None = None, *,
+              loader: Callable[[str], Backend] | None = None) -> BenchReport:
+    """Sample, score, repair and judge everything ``config`` names; see the module docstring.
+
+    ``loader`` turns a model name into a backend (default: :func:`recal.models.load_backend`).
+    """
+    from recal.data.loaders import load_questions
+
+    config = config or BenchConfig()
+    start = time.perf_counter()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if loader is None:
+        from recal.models import load_backend
+        loader = load_backend
+    models = _Models(loader)
+    report = BenchReport(config)
+
+    sets: dict[str, list[Any]] = {}
+    for dataset in config.datasets:
+        try:
+            sets[dataset] = load_questions(dataset, data_dir=config.data_dir, limit=config.limit)
+        except RuntimeError as err:  # a named set with neither a local copy nor the hub
+            if config.missing_datasets == "error":
+                raise
+            report.skipped[dataset] = str(err)
+            continue
+        if len(sets[dataset]) < 4:
+            raise ValueError(f"dataset {dataset!r} has {len(sets[dataset])} questions; the "
+                             "bench needs at least 4 to split")
+    if not sets:
+        raise ValueError("none of the datasets could be loaded: " + "; ".join(
+            f"{k}: {v}" for k, v in report.skipped.items()))
+
+    cells: dict[tuple[str, str], dict[str, CellData]] = {}
+    try:
+        for model in config.models:
+            for dataset, questions in sets.items():
+                store = _sample(model, dataset, questions, config, models, out)
+                run = _run_name(model, dataset, config)
+                cost = _costs(out).get(run, {})
+                report.runs[f"{model}/{dataset}"] = {
+                    "run": str(store.path), "questions": len(questions),
+                    "sampling_seconds": cost.get("sampling_seconds"),
+                    "answers": cost.get("answers")}
+                cells[(model, dataset)] = _judge_cell(model, dataset, store, config, models,
+                                                      report)
+        if config.transfer and len(sets) > 1:
+            _transfer(cells, config, report)
+    finally:
+        models.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _judge_cell(model: str, dataset: str, store: RunStore, config: BenchConfig, models: _Models,
+                report: BenchReport) -> dict[str, CellData]:
+    collapser = get_collapser(config.collapse_for(dataset))
+    items: list[Classified] = classify_run(store, collapser)
+    cal_idx, held_idx = split_calibration(len(items), config.calibration_fraction, config.seed)
+    sampling = store.manifest["sampling"]
+    out: dict[str, CellData] = {}
+    for scorer_name in config.scorers:
+        scorer = get_scorer(scorer_name)
+        backend = models.get(model) if scorer.needs_backend else None
+        predictions = scorer.score(items, collapser, backend)
+        conf = np.array([p.confidence for p in predictions], dtype=float)
+        corr = np.array([p.correct for p in predictions], dtype=float)
+        cell = CellData(model=model, dataset=dataset, scorer=scorer_name, store=store,
+                        items=items, collapser=collapser, confidence=conf, correct=corr,
+                        calibration_idx=cal_idx, heldout_idx=held_idx, seed=config.seed,
+                        load_backend=lambda m=model: models.get(m))
+        out[scorer_name] = cell
+        sequences = _sequences(scorer_name, int(sampling["n_samples"]),
+                               bool(sampling.get("greedy")))
+        accuracy_before = float(corr[held_idx].mean())
+        for method_name in (*config.methods, *config.peers):
+            method = BENCH_METHODS.get(method_name)
+            t0 = time.perf_counter()
+            try:
+                outcome: MethodOutcome | None = method.run(cell)
+            except Exception as err:  # one failing peer must not sink the bench
+                report.rows.append(BenchRow(
+                    model, dataset, scorer_name, method_name, method.family, None,
+                    accuracy_before, time.perf_counter() - t0, sequences,
+                    error=f"{type(err).__name__}: {err}"))
+                continue
+            seconds = time.perf_counter() - t0
+            if outcome is None:  # does not apply to this scorer (say why in the detail)
+                continue
+            cell.heldout_confidence[method_name] = outcome.confidence
+            cell.heldout_correct[method_name] = outcome.correct
+            report.rows.append(BenchRow(
+                model, dataset, scorer_name, method_name, method.family,
+                _metrics(outcome.confidence, outcome.correct, config), accuracy_before,
+                seconds, sequences * outcome.sequences_factor + outcome.extra_sequences,
+                detail=outcome.detail, arrays=(outcome.confidence, outcome.correct)))
+    return out
+
+
+def _transfer(cells: dict[tuple[str, str], dict[str, CellData]], config: BenchConfig,
+              report: BenchReport) -> None:
+    from recal.metrics import smooth_ece
+
+    scorer = config.scorers[0]
+    for method_name in (*config.methods, *config.peers):
+        method = BENCH_METHODS.get(method_name)
+        if not method.transferable:
+            continue
+        for (model, source), by_scorer in cells.items():
+            for (model2, target), by_scorer2 in cells.items():
+                if model2 != model or target == source:
+                    continue
+                src, tgt = by_scorer[scorer], by_scorer2[scorer]
+                if method_name not in tgt.heldout_confidence:
+                    continue
+                try:
+                    conf = method.transfer(src, tgt)
+                except Exception:  # noqa: BLE001 - a failed fit is already a row's error
+                    continue
+                held = tgt.correct[tgt.heldout_idx]
+                report.transfer.append(TransferRow(
+                    model, scorer, method_name, source, target,
+                    unrepaired=smooth_ece(tgt.confidence[tgt.heldout_idx], held),
+                    in_domain=smooth_ece(tgt.heldout_confidence[method_name],
+                                         tgt.heldout_correct[method_name]),
+                    transferred=smooth_ece(conf, held)))
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _ci(result: BootstrapResult | None, digits: int = 3) -> str:
+    if result is None:
+        return "-"
+    return (f"{result.estimate:.{digits}f} [{result.low:.{digits}f}, "
+            f"{result.high:.{digits}f}]")
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "-" if value != value else f"{value:.{digits}f}"
+
+
+def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None,
+                    methods: Sequence[str] | None = None) -> str:
+    """The per model x dataset tables (held-out metrics, accuracy change, cost)."""
+    lines: list[str] = []
+    keep_scorers = set(scorers) if scorers is not None else None
+    keep_methods = set(methods) if methods is not None else None
+    order = list(dict.fromkeys((r.model, r.dataset) for r in report.rows))
+    for model, dataset in order:
+        info = report.runs.get(f"{model}/{dataset}", {})
+        secs = info.get("sampling_seconds")
+        lines += [f"### {model} on {dataset}", "",
+                  f"{info.get('questions', '?')} questions, held-out half judged; sampling "
+                  f"{_fmt(secs or float('nan'), 0)} s for {info.get('answers', '?')} answers.",
+                  "", "| scorer | method | smooth ECE | ECE | Brier | AUROC | accuracy "
+                  "(before) | confidence | fit s | sequences/q |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in report.rows:
+            if (r.model, r.dataset) != (model, dataset):
+                continue
+            if keep_scorers is not None and r.scorer not in keep_scorers:
+                continue
+            if keep_methods is not None and r.method not in keep_methods:
+                continue
+            if r.heldout is None:
+                lines.append(f"| {r.scorer} | {r.method} | failed: {r.error} | | | | | | | |")
+                continue
+            h = r.heldout
+            acc = h["accuracy"].estimate
+            acc_txt = (f"{acc:.3f}" if abs(acc - r.accuracy_before) < 1e-9
+                       else f"{acc:.3f} ({r.accuracy_before:.3f})")
+            note = f" (T={r.detail['tau']:g})" if "tau" in r.detail else ""
+            lines.append(
+                f"| {r.scorer} | {r.method}{note} | {_ci(h['smooth_ece'])} | "
+                f"{h['ece'].estimate:.3f} | {h['brier_score'].estimate:.3f} | "
+                f"{h['auroc'].estimate:.3f} | {acc_txt} | {h['mean_confidence'].estimate:.3f} | "
+                f"{r.fit_seconds:.3f} | {r.sequences_per_question:g} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def transfer_table(report: BenchReport, methods: Sequence[str] | None = None) -> str:
+    if not report.transfer:
+        return ""
+    keep = set(methods) if methods is not None else None
+    lines = ["| model | method | fit on | judged on | unrepaired | in-domain fit | transferred "
+             "| survives |", "|---|---|---|---|---|---|---|---|"]
+    for t in report.transfer:
+        if keep is not None and t.method not in keep:
+            continue
+        lines.append(f"| {t.model} | {t.method} | {t.source} | {t.target} | "
+                     f"{t.unrepaired:.3f} | {t.in_domain:.3f} | {t.transferred:.3f} | "
+                     f"{_fmt(t.survival, 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_bench_report(report: BenchReport, out: str | Path | None = None) -> Path:
+    """Write bench.json, bench.md and (with ``diagrams``) one reliability figure per method."""
+    out = Path(out or report.config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "bench.json.tmp"
+    tmp.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=float) + "\n")
+    os.replace(tmp, out / "bench.json")
+    figures = _figures(report, out) if report.config.diagrams else []
+    text = ["# recal bench", "",
+            f"Models: {', '.join(report.config.models)}. Datasets: "
+            f"{', '.join(d for d in report.config.datasets if d not in report.skipped)}. "
+            f"Style {report.config.style}, M = {report.config.sampling.n_samples}, "
+            f"T = {report.config.sampling.temperature:g}. Every method is fitted on "
+            f"{report.config.calibration_fraction:.0%} of each set's questions and judged on "
+            f"the rest; intervals are {report.config.n_resamples}-resample bootstrap 95% "
+            f"intervals. Total {report.seconds:.0f} s.", ""]
+    for name, reason in report.skipped.items():
+        text.append(f"- skipped {name}: {reason}")
+    text += ["", markdown_tables(report)]
+    if report.transfer:
+        text += ["## Transfer", "", "Smooth ECE on the target's held-out half; *survives* is "
+                 "the share of the in-domain gain kept when the map is fitted on the other set.",
+                 "", transfer_table(report)]
+    if figures:
+        text += ["## Reliability diagrams", ""] + [f"![{p.stem}]({p.name})" for p in figures]
+    (out / "bench.md").write_text("\n".join(text) + "\n", encoding="utf-8")
+    return out
+
+
+def _figures(report: BenchReport, out: Path) -> list[Path]:
+    try:
+        from recal.plots import reliability_data, save_reliability_grid
+    except ImportError:  # matplotlib is optional at import time
+        return []
+    scorer = report.config.scorers[0]
+    paths = []
+    for method in dict.fromkeys(r.method for r in report.rows):
+        panels = []
+        for r in report.rows:
+            if r.method != method or r.scorer != scorer or r.heldout is None:
+                continue
+            if r.arrays is None:
+                continue
+            conf, corr = r.arrays
+            panels.append((f"{Path(r.model).name} / {r.dataset}",
+                           reliability_data(conf, corr, n_resamples=100, seed=0)))
+        if panels:
+            safe = method.replace(":", "-")
+            paths.append(save_reliability_grid(panels, out / f"reliability-{safe}.png"))
+    return paths

@@ -1,0 +1,226 @@
+"""recal bench: scorers x repair methods on the same samples, peers, transfer, costs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_backend
+from typer.testing import CliRunner
+
+from recal.bench import BenchConfig, TransferRow, run_bench, write_bench_report
+from recal.bench_methods import BENCH_METHODS
+from recal.cli import app
+from recal.models.base import Backend, ModelIdentity
+from recal.prompts import Prompt
+from recal.samples import QuestionSamples, Sample, SamplingConfig
+
+GOLD = ["a", "b", "c", "d", "e", "f"]  # half the tiny model's letters: right about half the time
+
+
+def _write_set(path: Path, prefix: str, n: int) -> Path:
+    path.write_text("".join(json.dumps({"id": f"{prefix}{i}", "question":
+                                        f"{'abcd'[i % 4]}{'abc'[i % 3]} {i}?", "answers": GOLD})
+                            + "\n" for i in range(n)))
+    return path
+
+
+class ScriptedBackend(Backend):
+    """A stand-in model whose miscalibration is set by the test: the modal share of question i is
+    drawn at random and the modal answer is right with probability share ** power."""
+
+    def __init__(self, power: float, seed: int = 0) -> None:
+        self.power = power
+        self.seed = seed
+        self.identity = ModelIdentity(f"scripted-{power}", "chat", "test", "test",
+                                      f"scripted{power}")
+
+    def generate(self, question_ids: Sequence[str], prompts: Sequence[Prompt],
+                 config: SamplingConfig) -> Iterator[QuestionSamples]:
+        m = config.n_samples
+        for qid in question_ids:
+            rng = np.random.default_rng([self.seed, int(qid.strip("abcdefghijklmnopqrstuvwxyz"))])
+            share = int(rng.integers(m // 2 + 1, m + 1))
+            right = rng.random() < (share / m) ** self.power
+            modal, other = ("a", "zz") if right else ("zz", "a")
+            texts = [modal] * share + [other] * (m - share)
+
+            def sample(text: str) -> Sample:
+                return Sample(text, (1,), (-0.1,), "stop")
+
+            yield QuestionSamples(qid, tuple(sample(t) for t in texts), sample(modal))
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    """The tiny random model benchmarked end to end on two small sets."""
+    root = tmp_path_factory.mktemp("bench")
+    sets = (str(_write_set(root / "one.jsonl", "o", 24)), str(_write_set(root / "two.jsonl",
+                                                                          "t", 24)))
+    loads: list[str] = []
+
+    def loader(name: str) -> Backend:
+        loads.append(name)
+        return make_backend(chat=False)
+
+    config = BenchConfig(
+        models=("tiny",), datasets=sets, limit=None,
+        sampling=SamplingConfig(n_samples=8, max_new_tokens=1, tau_grid=(0.8, 1.0, 1.25)),
+        methods=("identity", "platt", "isotonic", "sampling_temperature"),
+        peers=("netcal:isotonic", "sklearn:isotonic"),
+        scorers=("modal_share", "greedy_likelihood"), n_resamples=50, out=str(root / "out"),
+        progress=False)
+    report = run_bench(config, loader=loader)
+    write_bench_report(report)
+    return config, report, loads, loader
+
+
+def test_tiny_bench_runs_end_to_end(tiny_bench):
+    config, report, loads, _ = tiny_bench
+    out = Path(config.out)
+    assert loads == ["tiny"]  # one load for both sets
+    # every scorer x method, except the sampling temperature, which needs the modal share
+    seen = {(r.dataset, r.scorer, r.method) for r in report.rows}
+    for dataset in config.datasets:
+        for scorer in config.scorers:
+            for method in ("identity", "platt", "isotonic", "netcal:isotonic", "sklearn:isotonic"):
+                assert (dataset, scorer, method) in seen
+        assert (dataset, "modal_share", "sampling_temperature") in seen
+        assert (dataset, "greedy_likelihood", "sampling_temperature") not in seen
+    for row in report.rows:
+        assert row.error is None, row.error
+        assert len(row.arrays[0]) == 12  # judged on the held-out half only
+        assert row.sequences_per_question == (1 if row.scorer == "greedy_likelihood" else 8)
+    doc = json.loads((out / "bench.json").read_text())
+    assert len(doc["rows"]) == len(report.rows)
+    assert set(doc["runs"]) == {f"tiny/{d}" for d in config.datasets}
+    assert all(r["sampling_seconds"] > 0 and r["answers"] == 24 * 9 for r in doc["runs"].values())
+    md = (out / "bench.md").read_text()
+    assert "| modal_share | sampling_temperature (T=" in md and "## Transfer" in md
+    assert (out / "reliability-isotonic.png").stat().st_size > 5000
+    assert (out / "reliability-sklearn-isotonic.png").exists()
+
+
+def test_second_run_reuses_the_stored_samples(tiny_bench):
+    config, report, loads, loader = tiny_bench
+    before = len(loads)
+    again = run_bench(config, loader=loader)
+    assert len(loads) == before  # nothing sampled, so no model was loaded
+    first = {(r.dataset, r.scorer, r.method): r.estimate("smooth_ece") for r in report.rows}
+    second = {(r.dataset, r.scorer, r.method): r.estimate("smooth_ece") for r in again.rows}
+    assert first.keys() == second.keys()
+    assert all(first[k] == second[k] or np.isnan(first[k]) for k in first)
+
+
+def test_transfer_fits_on_one_set_and_judges_on_the_other(tiny_bench):
+    config, report, _, _ = tiny_bench
+    pairs = {(t.source, t.target, t.method) for t in report.transfer}
+    one, two = config.datasets
+    assert (one, two, "isotonic") in pairs and (two, one, "isotonic") in pairs
+    assert not any(t.method == "sampling_temperature" for t in report.transfer)  # not a map
+
+
+def _scripted_bench(tmp_path: Path, powers: dict[str, float], **kw) -> tuple:
+    sets = {}
+    for name in powers:
+        sets[name] = str(_write_set(tmp_path / f"{name}.jsonl", name[0], 400))
+
+    def loader(model: str) -> Backend:
+        return ScriptedBackend(powers[model])
+
+    config = BenchConfig(models=tuple(powers), datasets=tuple(sets.values())[:1], limit=None,
+                         sampling=SamplingConfig(n_samples=20), scorers=("modal_share",),
+                         methods=("identity", "temperature", "platt", "isotonic", "beta"),
+                         n_resamples=100, out=str(tmp_path / "out"), progress=False,
+                         diagrams=False, **kw)
+    return config, run_bench(config, loader=loader)
+
+
+def test_repairs_fix_a_known_overconfidence_and_match_the_peer_libraries(tmp_path):
+    _, report = _scripted_bench(tmp_path, {"over": 4.0})
+    by = {r.method: r for r in report.rows}
+    unrepaired = by["identity"].estimate("smooth_ece")
+    assert unrepaired > 0.2  # share**4: strongly overconfident
+    for method in ("temperature", "platt", "isotonic", "beta", "netcal:temperature",
+                   "netcal:beta", "netcal:isotonic", "sklearn:isotonic", "sklearn:platt"):
+        assert by[method].estimate("smooth_ece") < unrepaired / 2, method
+    # recal's isotonic map is fitted with scikit-learn: the same held-out confidences
+    assert np.array_equal(by["isotonic"].arrays[0], by["sklearn:isotonic"].arrays[0])
+    # one binary logistic model on logit(p) (recal keeps a tiny ridge, netcal none)
+    assert np.allclose(by["platt"].arrays[0], by["netcal:logistic"].arrays[0], atol=0.02)
+    assert by["isotonic"].family == "post-hoc" and by["sklearn:isotonic"].family == "peer"
+
+
+def test_transfer_survival_tells_a_shared_miscalibration_from_a_different_one():
+    same = TransferRow("m", "modal_share", "isotonic", "a", "b", unrepaired=0.30,
+                       in_domain=0.05, transferred=0.07)
+    other = TransferRow("m", "modal_share", "isotonic", "a", "b", unrepaired=0.30,
+                        in_domain=0.05, transferred=0.40)
+    assert same.survival == pytest.approx(0.92)
+    assert other.survival < 0
+    assert np.isnan(TransferRow("m", "s", "x", "a", "b", 0.05, 0.045, 0.06).survival)
+
+
+def test_a_failing_method_is_recorded_not_fatal(tmp_path, monkeypatch):
+    method = BENCH_METHODS.get("netcal:temperature")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("optimiser diverged")
+
+    monkeypatch.setattr(method, "fit_apply", boom)
+    _, report = _scripted_bench(tmp_path, {"over": 4.0}, peers=("netcal:temperature",))
+    [row] = [r for r in report.rows if r.method == "netcal:temperature"]
+    assert row.heldout is None and "optimiser diverged" in row.error
+    assert any(r.method == "isotonic" and r.heldout for r in report.rows)
+
+
+def test_missing_named_sets_are_skipped_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECAL_DATA_DIR", raising=False)
+    monkeypatch.setitem(__import__("sys").modules, "datasets", None)  # no hub library either
+    data = _write_set(tmp_path / "local.jsonl", "l", 8)
+
+    def loader(model: str) -> Backend:
+        return ScriptedBackend(1.0)
+
+    config = BenchConfig(models=("s",), datasets=("triviaqa", str(data)), limit=None,
+                         data_dir=str(tmp_path / "nowhere"), sampling=SamplingConfig(n_samples=4),
+                         scorers=("modal_share",), methods=("identity",), peers=(),
+                         n_resamples=10, out=str(tmp_path / "out"), progress=False,
+                         diagrams=False)
+    report = run_bench(config, loader=loader)
+    assert "not available offline" in report.skipped["triviaqa"]
+    assert {r.dataset for r in report.rows} == {str(data)}
+    strict = BenchConfig(**{**config.__dict__, "missing_datasets": "error"})
+    with pytest.raises(RuntimeError):
+        run_bench(strict, loader=loader)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"methods": ("isotonc",)}, "did you mean 'isotonic'"),
+    ({"peers": ("netcal:temprature",)}, "did you mean 'netcal:temperature'"),
+    ({"scorers": ("modal",)}, "unknown confidence scorer"),
+    ({"models": ()}, "models is empty"),
+    ({"datasets": ("builtin", "builtin")}, "names 'builtin' twice"),
+    ({"limit": 2}, "limit must be at least 4"),
+    ({"calibration_fraction": 1.0}, "calibration_fraction"),
+])
+def test_bench_config_refuses_bad_settings(change, message):
+    with pytest.raises((ValueError, KeyError), match=message):
+        BenchConfig(**change)
+
+
+def test_cli_bench_on_the_tiny_model(tiny_model_dir, tmp_path):
+    data = _write_set(tmp_path / "q.jsonl", "q", 12)
+    result = CliRunner().invoke(app, [
+        "bench", "--model", str(tiny_model_dir), "--dataset", str(data), "--limit", "12",
+        "--samples", "4", "--tau-grid", "", "--methods", "identity,isotonic", "--peers", "",
+        "--scorers", "modal_share", "--no-diagrams", "--out", str(tmp_path / "out"),
+        "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "| modal_share | isotonic |" in result.output
+    bad = CliRunner().invoke(app, ["bench", "--methods", "isotonc", "--out",
+                                   str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "did you mean 'isotonic'" in bad.output
