@@ -262,7 +262,7 @@ def test_backoff_grows_exponentially_with_full_jitter(fake):
     backend = _backend(server.url, backoff_base=1.0, backoff_max=8.0)
     for attempt, cap in [(0, 1.0), (1, 2.0), (2, 4.0), (3, 8.0), (6, 8.0)]:
         draws = [backend._delay(attempt, None) for _ in range(300)]
-        assert 0 <= min(draws) and max(draws) <= cap
+        assert min(draws) >= 0 and max(draws) <= cap
         assert max(draws) > 0.7 * cap and min(draws) < 0.3 * cap  # spread over [0, cap]
     assert backend._delay(0, "3") == 3.0 and backend._delay(0, "100") == 8.0
 

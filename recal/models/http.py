@@ -235,17 +235,18 @@ class HTTPBackend(Backend):
         return random.uniform(0, cap)  # "full jitter" (Brooker 2015): spreads retries out
 
     def request(self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
-                question_id: str | None = None) -> dict[str, Any]:
+                question_id: str | None = None, retries: int | None = None) -> dict[str, Any]:
         """Send one request with retries; the parsed JSON response.
 
         Raises ``ServerRequestError`` at once on a 4xx other than 408/409/425/429, and
-        ``ServerUnreachableError`` once ``max_retries`` retries have failed.
+        ``ServerUnreachableError`` once ``retries`` (default ``max_retries``) retries failed.
         """
         import httpx
 
         url = f"{self.config.base_url}/{path.lstrip('/')}"
         last = ""
-        for attempt in range(self.config.max_retries + 1):
+        retries = self.config.max_retries if retries is None else retries
+        for attempt in range(retries + 1):
             self.stats.count(question_id, retry=attempt > 0)
             retry_after = None
             try:
@@ -266,16 +267,16 @@ class HTTPBackend(Backend):
                 else:
                     raise ServerRequestError(_refusal(response, url, self.config),
                                              response.status_code)
-            if attempt < self.config.max_retries:
+            if attempt < retries:
                 time.sleep(self._delay(attempt, retry_after))
         raise ServerUnreachableError(
-            f"{method} {url} failed {self.config.max_retries + 1} times (last: {last}). Check "
+            f"{method} {url} failed {retries + 1} times (last: {last}). Check "
             "that the server is running and --model names its URL; questions already finished "
             "are kept, so running the same command again resumes the run.")
 
     def _find_model(self) -> tuple[str, dict[str, Any]]:
-        try:
-            listing = self.request("GET", "models")
+        try:  # at start a wrong URL is likelier than a busy server: fail fast
+            listing = self.request("GET", "models", retries=min(2, self.config.max_retries))
         except ServerRequestError as exc:
             if self.config.served_model and exc.status in (404, 405):
                 return self.config.served_model, {}  # a server without /models
