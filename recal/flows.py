@@ -193,12 +193,13 @@ def run_bench_flow(flow: BenchFlow) -> Path:
     if flow.results_md:
         from recal.results import write_results
 
-        synth = None
+        synth_dir = None
         if flow.synth is not None:
             from recal.synthetic.experiment import run_synthetic
 
-            synth = run_synthetic(flow.synth, out=Path(flow.out) / "synth")
-        write_results(report, flow.results_md, synth=synth)
+            synth_dir = Path(flow.out) / "synth"
+            run_synthetic(flow.synth, out=synth_dir)  # writes synth_report.md there
+        write_results(report, flow.results_md, synth_dir=synth_dir)
     return out
 
 

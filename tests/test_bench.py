@@ -224,3 +224,17 @@ def test_cli_bench_on_the_tiny_model(tiny_model_dir, tmp_path):
     bad = CliRunner().invoke(app, ["bench", "--methods", "isotonc", "--out",
                                    str(tmp_path / "x")])
     assert bad.exit_code == 2 and "did you mean 'isotonic'" in bad.output
+
+
+def test_results_page_holds_the_headline_tables(tiny_bench, tmp_path):
+    from recal.results import write_results
+
+    config, report, _, _ = tiny_bench
+    path = write_results(report, tmp_path / "RESULTS.md")
+    text = path.read_text()
+    assert "## Headline: smooth ECE before and after repair (held out)" in text
+    for dataset in config.datasets:
+        assert f"| tiny | {dataset} | 24 |" in text
+    assert "| sklearn:isotonic | peer |" in text and "## Transfer" in text
+    assert (tmp_path / "img" / "bench-reliability-isotonic.png").exists()
+    assert "![isotonic](img/bench-reliability-isotonic.png)" in text
