@@ -20,6 +20,7 @@ world's truth is known, the report adds
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -46,19 +47,29 @@ from recal.synthetic.model import (
     train_lm,
 )
 from recal.synthetic.posttrain import DPOConfig, RLConfig, dpo_posttrain, rl_posttrain
+from recal.synthetic.repairs import (
+    DEFAULT_TAU_GRID,
+    RepairContext,
+    RepairResult,
+    get_synth_repair,
+)
 from recal.synthetic.world import SYNTH_STYLES, World, WorldConfig, make_world, prompt_text
 
 __all__ = ["SynthConfig", "SynthRow", "SynthReport", "run_synthetic", "noise_floor",
-           "true_calibration_error", "load_synth_recipe", "write_synth_report"]
+           "true_calibration_error", "load_synth_recipe", "write_synth_report", "apply_repairs"]
 
 _FULL: dict[str, Any] = dict(
-    n_entities=150, corpus_per_question=20, hidden_size=128, num_hidden_layers=2,
-    train_steps=1200, rl_steps=40, dpo_steps=60, n_samples=50, n_resamples=1000,
-    floor_repeats=200, styles=SYNTH_STYLES)
+    n_entities=150, corpus_per_question=10, hidden_size=256, intermediate_size=512,
+    num_hidden_layers=2, initializer_range=0.05, train_steps=800, train_lr=2e-3,
+    train_batch_size=80, train_warmup=40, train_group_by_prompt=True, rl_steps=40,
+    dpo_steps=60, n_samples=50, n_resamples=1000, floor_repeats=200, styles=SYNTH_STYLES,
+    tau_grid=DEFAULT_TAU_GRID)
 _REDUCED: dict[str, Any] = dict(
-    n_entities=60, corpus_per_question=20, hidden_size=64, num_hidden_layers=2,
-    train_steps=400, rl_steps=30, dpo_steps=40, n_samples=50, n_resamples=300,
-    floor_repeats=100, styles=("concise",))
+    n_entities=60, corpus_per_question=20, hidden_size=64, intermediate_size=128,
+    num_hidden_layers=2, initializer_range=0.1, train_steps=400, train_lr=3e-3,
+    train_batch_size=64, train_warmup=20, train_group_by_prompt=False, rl_steps=30,
+    dpo_steps=40, n_samples=50, n_resamples=300, floor_repeats=100, styles=("concise",),
+    tau_grid=(1.0, 1.5, 2.0, 3.0))
 
 
 @dataclass(frozen=True)
@@ -74,10 +85,22 @@ class SynthConfig:
     styles: tuple[str, ...] | None = None
     """Styles the base model is trained and measured in; post-training uses 'concise'."""
     hidden_size: int | None = None
+    intermediate_size: int | None = None
+    """The MLP's inner width (None: 2 x hidden_size)."""
     num_hidden_layers: int | None = None
+    num_attention_heads: int = 4
+    initializer_range: float | None = None
+    """Init std of the weights (see ``ModelConfig.initializer_range``)."""
     train_steps: int | None = None
-    train_lr: float = 3e-3
-    train_batch_size: int = 64
+    train_lr: float | None = None
+    train_batch_size: int | None = None
+    """Training texts per step (whole groups of one prompt's answers, see
+    ``TrainConfig.group_by_prompt``)."""
+    train_warmup: int | None = None
+    train_group_by_prompt: bool | None = None
+    """Run each prompt once for all its answers (``TrainConfig.group_by_prompt``: the same loss,
+    less compute); None: on in the full run, off in the reduced one (whose tiny model gains
+    little from it)."""
     rl_steps: int | None = None
     rl_group_size: int = 8
     rl_lr: float = 1e-3
@@ -99,16 +122,27 @@ class SynthConfig:
     diagrams: bool = True
     """Draw ``reliability.png`` (needs matplotlib)."""
     repairs: bool = True
-    """Fit recal's post-hoc repairs (``recal.repair.fit_methods``) to the RL and DPO models'
-    modal share on half the questions and judge them on the other half."""
+    """Apply ``repair_methods`` to the models of ``repair_models``, each fitted on half the
+    questions and judged on the other half."""
+    repair_methods: tuple[str, ...] = ("posthoc", "sampling_temperature")
+    """Registered synthetic repairs (:mod:`recal.synthetic.repairs`), applied in this order."""
+    repair_models: tuple[str, ...] = ("rl", "dpo")
+    """Post-trained models the repairs are applied to ('rl', 'dpo')."""
+    tau_grid: tuple[float, ...] | None = None
+    """Sampling temperatures the ``sampling_temperature`` repair tries on the calibration half
+    (None: ``recal.synthetic.repairs.DEFAULT_TAU_GRID``, a coarser grid in the reduced run)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("train_lr", "rl_lr", "dpo_lr", "dpo_beta"):
+            if f.name in ("train_lr", "rl_lr", "dpo_lr", "dpo_beta", "initializer_range"):
+                if value is None and f.name in ("train_lr", "initializer_range"):
+                    continue
                 if not (isinstance(value, int | float) and value > 0):
                     raise ValueError(f"{f.name} must be a positive number, got {value!r}")
-            elif f.name in ("styles", "m_sweep", "reduced", "diagrams", "repairs"):
+            elif f.name in ("styles", "m_sweep", "reduced", "diagrams", "repairs",
+                            "train_group_by_prompt",
+                            "repair_methods", "repair_models", "tau_grid"):
                 continue
             elif f.name == "seed":
                 if not isinstance(value, int) or value < 0:
@@ -124,6 +158,19 @@ class SynthConfig:
             if "concise" not in self.styles:
                 raise ValueError("styles must include 'concise' (post-training uses it)")
         object.__setattr__(self, "m_sweep", tuple(int(m) for m in self.m_sweep))
+        object.__setattr__(self, "repair_methods", tuple(self.repair_methods))
+        for name in self.repair_methods:
+            get_synth_repair(name)  # unknown names fail now, with did-you-mean
+        object.__setattr__(self, "repair_models", tuple(self.repair_models))
+        bad = [m for m in self.repair_models if m not in ("rl", "dpo")]
+        if bad:
+            raise ValueError(f"repair_models must name 'rl' and/or 'dpo', got {bad!r}")
+        if self.tau_grid is not None:
+            object.__setattr__(self, "tau_grid", tuple(float(t) for t in self.tau_grid))
+            if not self.tau_grid or any(not (t > 0 and math.isfinite(t))
+                                        for t in self.tau_grid):
+                raise ValueError(f"tau_grid must hold positive temperatures, "
+                                 f"got {self.tau_grid!r}")
         if any(m < 1 for m in self.m_sweep):
             raise ValueError(f"m_sweep must hold positive integers, got {self.m_sweep!r}")
 
@@ -131,6 +178,23 @@ class SynthConfig:
         """Every size filled in, from the reduced or full defaults."""
         sizes = _REDUCED if self.reduced else _FULL
         return replace(self, **{k: v for k, v in sizes.items() if getattr(self, k) is None})
+
+    def model_config(self) -> ModelConfig:
+        """The base model's shape (sizes from the full or reduced defaults where unset)."""
+        cfg = self.resolved()
+        hidden = cfg.hidden_size or 0
+        return ModelConfig(hidden_size=hidden,
+                           intermediate_size=cfg.intermediate_size or 2 * hidden,
+                           num_hidden_layers=cfg.num_hidden_layers or 0,
+                           num_attention_heads=cfg.num_attention_heads,
+                           initializer_range=cfg.initializer_range or 0.1)
+
+    def train_config(self) -> TrainConfig:
+        """The base model's next-token training."""
+        cfg = self.resolved()
+        return TrainConfig(steps=cfg.train_steps or 0, lr=cfg.train_lr or 0.0,
+                           batch_size=cfg.train_batch_size or 0, warmup=cfg.train_warmup or 0,
+                           group_by_prompt=bool(cfg.train_group_by_prompt), seed=cfg.seed)
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> SynthConfig:
@@ -141,7 +205,7 @@ class SynthConfig:
             raise ValueError(f"unknown SynthConfig field(s) {', '.join(unknown)} "
                              f"(known: {', '.join(sorted(known))})")
         row = dict(row)
-        for key in ("styles", "m_sweep"):
+        for key in ("styles", "m_sweep", "repair_methods", "repair_models", "tau_grid"):
             if row.get(key) is not None:
                 row[key] = tuple(row[key])
         return cls(**row)
@@ -315,14 +379,8 @@ def run_synthetic(config: SynthConfig | None = None, out: str | Path = "runs/syn
     vocab_texts = corpus + [prompt_text(q.question) for s in cfg.styles
                             for q in world.questions(s)]
     tokenizer = build_tokenizer(vocab_texts)
-    hidden = cfg.hidden_size
-    model = make_model(len(tokenizer), ModelConfig(hidden_size=hidden,
-                                                   intermediate_size=2 * hidden,
-                                                   num_hidden_layers=cfg.num_hidden_layers),
-                       seed=cfg.seed)
-    base_fit = train_lm(model, tokenizer, corpus,
-                        TrainConfig(steps=cfg.train_steps, lr=cfg.train_lr,
-                                    batch_size=cfg.train_batch_size, seed=cfg.seed))
+    model = make_model(len(tokenizer), cfg.model_config(), seed=cfg.seed)
+    base_fit = train_lm(model, tokenizer, corpus, cfg.train_config())
     timings["train_base_s"] = base_fit.seconds
     concise = world.questions("concise")
     rl = rl_posttrain(model, tokenizer, concise,
@@ -351,10 +409,14 @@ def run_synthetic(config: SynthConfig | None = None, out: str | Path = "runs/syn
         timings["diagrams_s"] = time.perf_counter() - t0
 
     repairs: dict[str, dict[str, dict[str, Any]]] = {}
-    if cfg.repairs:
+    if cfg.repairs and cfg.repair_methods:
         t0 = time.perf_counter()
-        for name in ("rl", "dpo"):
-            repairs[name] = _repair(out / "runs" / f"{name}-concise", cfg, collapser)
+        post_trained = {"rl": rl.model, "dpo": dpo.model}
+        for name in cfg.repair_models:
+            ctx = _repair_context(name, post_trained[name], model, tokenizer, world, out, cfg,
+                                  collapser)
+            repairs[name] = {r.method: r.to_dict() for r in apply_repairs(ctx,
+                                                                          cfg.repair_methods)}
         timings["repairs_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     floor = {m: noise_floor(concise, m, cfg.floor_repeats, seed=cfg.seed)
@@ -371,20 +433,30 @@ def run_synthetic(config: SynthConfig | None = None, out: str | Path = "runs/syn
     return report
 
 
-def _repair(run: Path, cfg: SynthConfig, collapser: Collapser) -> dict[str, dict[str, Any]]:
-    from recal.repair import FitConfig, fit_methods
-    from recal.runstore import RunStore
+def _repair_context(name: str, fitted: Any, base: Any, tokenizer: Any, world: World,
+                    out: Path, cfg: SynthConfig, collapser: Collapser) -> RepairContext:
+    """The context of every repair of one post-trained model: its measured run and the one
+    calibration / held-out split of its questions (``recal.repair``'s split at the same seed)."""
+    from recal.calibrators import split_calibration
 
-    fitted = fit_methods(RunStore.open(run), FitConfig(seed=cfg.seed,
-                                                       n_resamples=cfg.n_resamples or 1000),
-                         collapser=collapser)
-    out = {}
-    for result in fitted.results:
-        sm, acc = result.heldout["smooth_ece"], result.heldout["accuracy"]
-        out[result.method] = {"smooth_ece": {"estimate": sm.estimate, "low": sm.low,
-                                             "high": sm.high},
-                              "accuracy": acc.estimate, "verdict": result.verdict}
-    return out
+    ids = [q.id for q in world.questions("concise")]
+    cal_idx, held_idx = split_calibration(len(ids), 0.5, cfg.seed)
+    return RepairContext(
+        name=name, model=fitted, base=base, tokenizer=tokenizer, world=world,
+        run=out / "runs" / f"{name}-concise", out=out / "repairs",
+        calibration_ids=tuple(ids[i] for i in cal_idx),
+        heldout_ids=tuple(ids[i] for i in held_idx), collapser=collapser,
+        n_samples=cfg.n_samples or 50, seed=cfg.seed, n_resamples=cfg.n_resamples or 1000,
+        tau_grid=cfg.tau_grid or DEFAULT_TAU_GRID)
+
+
+def apply_repairs(ctx: RepairContext, methods: Sequence[str]) -> list[RepairResult]:
+    """Every registered repair of ``methods`` applied to one post-trained model, in order (the
+    place where new repairs, such as the LoRA ones, join the synthetic reproduction)."""
+    results: list[RepairResult] = []
+    for method in methods:
+        results += get_synth_repair(method)(ctx)
+    return results
 
 
 def _draw(measured: Sequence[tuple[SynthRow, np.ndarray, np.ndarray]], path: Path,
@@ -444,12 +516,14 @@ def write_synth_report(report: SynthReport, out: str | Path) -> Path:
             lines.append(f"| {r.model} | {r.style} | {mm} | {v['smooth_ece']:.3f} | "
                          f"{v['true_calibration_error']:.3f} | {fl:.3f} |")
     if report.repairs:
-        lines += ["", "## Post-hoc repairs of the post-trained models (held-out half)", "",
+        lines += ["", "## Repairs of the post-trained models (fitted on half the questions, "
+                  "judged on the other half)", "",
                   "| model | repair | held-out smECE | accuracy | verdict |",
                   "|---|---|---|---|---|"]
         for name, methods in report.repairs.items():
             for method, v in methods.items():
-                lines.append(f"| {name} | {method} | {_ci(v['smooth_ece'])} | "
+                label = method + (f" (T = {v['tau']:g}, {v['estimate']})" if "tau" in v else "")
+                lines.append(f"| {name} | {label} | {_ci(v['smooth_ece'])} | "
                              f"{v['accuracy']:.3f} | {v['verdict']} |")
     if (out / "reliability.png").exists() and cfg.diagrams:
         lines += ["", "![reliability diagrams](reliability.png)"]

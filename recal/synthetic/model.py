@@ -69,8 +69,17 @@ class TrainConfig:
     answer_only: bool = True
     """Score only the answer tokens (after the last ``A:``): the questions' own words are the
     world's sampling of questions, not knowledge, and learning them only slows training."""
+    group_by_prompt: bool = True
+    """Batch every answer of one prompt together and run the shared prompt once, its key/value
+    cache serving all of them: the same answer-only loss and gradient as the flat batch of those
+    texts (to float rounding), at about a third of the compute, since prompts are most of each
+    text's tokens. A step then takes whole prompt groups until it holds ``batch_size`` texts.
+    Needs ``answer_only``."""
 
     def __post_init__(self) -> None:
+        if self.group_by_prompt and not self.answer_only:
+            raise ValueError("group_by_prompt needs answer_only=True (a shared prompt is run "
+                             "once, so its own tokens cannot be scored per text)")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be positive, got {self.steps} and "
                              f"{self.batch_size}")
@@ -149,18 +158,100 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Ten
     return ids, mask
 
 
+def _prompt_end(text: str) -> int:
+    """Characters of ``text`` up to and including its last ``\nA:`` (0 when it has none)."""
+    return text.rindex("\nA:") + 3 if "\nA:" in text else 0
+
+
+class _FlatBatches:
+    """Every text padded on its own; the loss skips prompt tokens when ``answer_only``."""
+
+    def __init__(self, tokenizer: Any, texts: Sequence[str], answer_only: bool) -> None:
+        self.encoded = encode_texts(tokenizer, texts)
+        self.starts = ([len(e) for e in encode_texts(tokenizer, [t[:_prompt_end(t)]
+                                                                 for t in texts])]
+                       if answer_only else [0] * len(texts))
+        self.units = len(self.encoded)
+        self.longest = max(len(e) for e in self.encoded)
+
+    def per_step(self, batch_size: int) -> int:
+        return min(batch_size, self.units)
+
+    def loss(self, model: Any, idx: Sequence[int]) -> torch.Tensor:
+        ids, mask = pad_batch([self.encoded[i] for i in idx])
+        labels = ids.masked_fill(mask == 0, -100)
+        for row, i in enumerate(idx):
+            labels[row, :self.starts[i]] = -100
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+
+class _PromptGroups:
+    """Texts grouped by their prompt: each prompt runs once (left-padded), its cache is
+    repeated for its answers, and the answers run on top of it (right-padded)."""
+
+    def __init__(self, tokenizer: Any, texts: Sequence[str]) -> None:
+        groups: dict[str, list[str]] = {}
+        for t in texts:
+            end = _prompt_end(t)
+            groups.setdefault(t[:end], []).append(t[end:])
+        prompts = list(groups)
+        self.prompts = encode_texts(tokenizer, prompts)
+        self.answers = [encode_texts(tokenizer, groups[p]) for p in prompts]
+        if any(not a for group in self.answers for a in group):
+            raise ValueError("a training text has no answer after its last 'A:'")
+        self.units = len(prompts)
+        self.longest = max(len(p) + max(len(a) for a in g)
+                           for p, g in zip(self.prompts, self.answers, strict=True))
+        self._mean_group = sum(len(g) for g in self.answers) / self.units
+
+    def per_step(self, batch_size: int) -> int:
+        return min(self.units, max(1, round(batch_size / self._mean_group)))
+
+    def loss(self, model: Any, idx: Sequence[int]) -> torch.Tensor:
+        from transformers import DynamicCache
+
+        prompts = [self.prompts[i] for i in idx]
+        width = max(len(p) for p in prompts)
+        ids = torch.zeros((len(prompts), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[row, width - len(p):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=model.config)
+        kwarg = _cache_kwarg(model)
+        first = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                      use_cache=True, **{kwarg: cache}).logits[:, -1]
+        owner = torch.tensor([row for row, i in enumerate(idx) for _ in self.answers[i]])
+        cache.batch_select_indices(owner)
+        answers, answer_mask = pad_batch([a for i in idx for a in self.answers[i]])
+        rest = model(input_ids=answers, attention_mask=torch.cat([mask[owner], answer_mask], 1),
+                     position_ids=positions[owner, -1:] + 1 + torch.arange(answers.shape[1]),
+                     use_cache=True, **{kwarg: cache}).logits
+        # The prompt's last position predicts each answer's first token; answer position j
+        # predicts token j + 1.
+        logits = torch.cat([first[owner][:, None], rest[:, :-1]], 1)
+        labels = answers.masked_fill(answer_mask == 0, -100)
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                                 labels.reshape(-1), ignore_index=-100)
+
+
+def _cache_kwarg(model: Any) -> str:
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def train_lm(model: Any, tokenizer: Any, texts: Sequence[str],
              config: TrainConfig | None = None) -> TrainResult:
     """Next-token cross-entropy on ``texts`` (the answer tokens, or every token after the first
-    with ``answer_only=False``), AdamW."""
+    with ``answer_only=False``), AdamW, linear warm-up then cosine decay to 5% of ``lr``."""
     config = config or TrainConfig()
-    encoded = encode_texts(tokenizer, texts)
-    starts = [0] * len(texts)
-    if config.answer_only:
-        prompts = [t[:t.rindex("\nA:") + 3] if "\nA:" in t else "" for t in texts]
-        starts = [len(e) for e in encode_texts(tokenizer, prompts)]
+    batches: _FlatBatches | _PromptGroups = (
+        _PromptGroups(tokenizer, texts) if config.group_by_prompt
+        else _FlatBatches(tokenizer, texts, config.answer_only))
     limit = model.config.max_position_embeddings
-    if max(len(e) for e in encoded) > limit:
+    if batches.longest > limit:
         raise ValueError(f"a training text has more than max_position_embeddings={limit} tokens")
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
@@ -175,18 +266,15 @@ def train_lm(model: Any, tokenizer: Any, texts: Sequence[str],
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
     start, first, loss_value = time.perf_counter(), math.nan, math.nan
-    order = torch.randperm(len(encoded), generator=gen)
+    per_step = batches.per_step(config.batch_size)
+    order = torch.randperm(batches.units, generator=gen)
     cursor = 0
     for step in range(config.steps):
-        if cursor + config.batch_size > len(order):
-            order, cursor = torch.randperm(len(encoded), generator=gen), 0
-        idx = order[cursor:cursor + config.batch_size].tolist()
-        cursor += config.batch_size
-        ids, mask = pad_batch([encoded[i] for i in idx])
-        labels = ids.masked_fill(mask == 0, -100)
-        for row, i in enumerate(idx):
-            labels[row, :starts[i]] = -100
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        if cursor + per_step > len(order):
+            order, cursor = torch.randperm(batches.units, generator=gen), 0
+        idx = order[cursor:cursor + per_step].tolist()
+        cursor += per_step
+        loss = batches.loss(model, idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
