@@ -397,6 +397,66 @@ def apply(
 
 
 @app.command()
+def tune(
+    run: RunArg,
+    method: Annotated[str, typer.Option(
+        help="distribution, confidence_head or amortised.")] = "amortised",
+    target: Annotated[str | None, typer.Option(
+        help="distribution: reference, sharpen or correct_mix; amortised: modal_share or "
+             "correct.")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        help="Reference model's run folder (distribution --target reference).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Most epochs.")] = None,
+    patience: Annotated[int | None, typer.Option(min=1, help="Epochs without a better "
+                                                  "validation loss before stopping.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of the adapter.")] = None,
+    rank: Annotated[int | None, typer.Option(min=1, help="LoRA rank.")] = None,
+    train_layers: Annotated[int | None, typer.Option(
+        min=0, help="LoRA on the last N layers (0: all layers).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Rows per step.")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
+    eval_samples: Annotated[int | None, typer.Option(
+        min=1, help="distribution: answers per held-out question from the tuned model.")] = None,
+    eval_limit: Annotated[int | None, typer.Option(
+        min=2, help="distribution: judge on the first N held-out questions.")] = None,
+    collapse: CollapseOpt = "normalized",
+    calibration_fraction: FractionOpt = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the split (as recal fit's).")] = 0,
+    resamples: Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")] = 1000,
+    out: Annotated[Path | None, typer.Option(help="Folder (default: RUN/tune-METHOD).")] = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Repair by LoRA fine-tuning; judged on the held-out split of `recal fit`. Resumable: run
+    the same command again after a kill."""
+    from recal.runstore import RunStore
+    from recal.tuning import get_method
+    from recal.tuning import tune as run_tune
+
+    options = {"target": target, "reference": str(reference) if reference else None,
+               "max_epochs": epochs, "patience": patience, "learning_rate": lr, "rank": rank,
+               "batch_size": batch_size, "max_steps": max_steps, "eval_samples": eval_samples,
+               "eval_limit": eval_limit}
+    try:
+        config_cls = get_method(method).config_cls
+        known = set(config_cls.__dataclass_fields__)
+        given = {k: v for k, v in options.items() if v is not None}
+        unused = sorted(k for k in given if k not in known)
+        if unused:
+            raise ValueError(f"the {method} method takes no {', '.join(unused)} option")
+        if train_layers is not None:
+            given["train_layers"] = train_layers or None
+        config = config_cls(collapse=collapse, calibration_fraction=calibration_fraction,
+                            seed=seed, n_resamples=resamples, **given)
+        folder = out or run / f"tune-{config.method}"
+        report = run_tune(RunStore.open(run), config, folder, progress=progress)
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    typer.echo(report.table())
+    typer.echo(f"\nadapter: {report.adapter}\nscorer: {folder / 'scorer'}\n"
+               f"report: {folder / 'report.json'}")
+
+
+@app.command()
 def synth(
     recipe: Annotated[Path | None, typer.Option(help="A synth recipe (recipes/synth.yaml).")] =
         None,
