@@ -8,6 +8,11 @@ changed by hand or damaged in transit is refused rather than trusted. Loading re
 (never pickle) and imports neither torch nor scikit-learn: the post-hoc map alone loads in a few
 milliseconds. :meth:`CalibratedScorer.score` loads the model through its backend on first use.
 
+A scorer from ``recal tune`` also references a LoRA adapter folder (``adapter``: the tuning
+method, the folder relative to the scorer's, and ``sha256``, a hash of every file in it). Such a
+file is written with schema 2; loading checks the adapter's hash (reading bytes only) and loads
+the adapter with the model, on first use. Scorers without an adapter keep schema 1.
+
     scorer = recal.load_scorer("scorer/")
     scorer.score_samples("What is the capital of France?", ["Paris", "paris", "Lyon"])
     scorer.score("What is the capital of France?")   # samples the model, then scores
@@ -30,9 +35,10 @@ from recal.models.base import Backend
 from recal.samples import QuestionSamples, Sample, SamplingConfig
 
 __all__ = ["CalibratedScorer", "ScoredAnswer", "ScorerFormatError", "load_scorer",
-           "SCORER_SCHEMA"]
+           "SCORER_SCHEMA", "AdapterRef", "folder_sha256"]
 
-SCORER_SCHEMA = 1
+SCORER_SCHEMA = 2
+_PLAIN_SCHEMA = 1  # what a scorer without an adapter is written as (older recal reads it)
 FILENAME = "scorer.json"
 
 
@@ -54,6 +60,33 @@ class ScoredAnswer:
     """Every class among the samples, with its count."""
 
 
+def folder_sha256(folder: str | os.PathLike[str]) -> str:
+    """sha256 over every file of a folder: each relative path and the sha256 of its bytes."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"adapter folder {root} does not exist")
+    outer = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        outer.update(file.relative_to(root).as_posix().encode() + b"\0")
+        outer.update(hashlib.sha256(file.read_bytes()).hexdigest().encode() + b"\n")
+    return outer.hexdigest()
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """The LoRA adapter a tuned scorer uses (see :mod:`recal.tuning`)."""
+
+    method: str
+    """'distribution', 'confidence_head' or 'amortised'."""
+    path: str
+    """The adapter folder, relative to the scorer folder (or absolute)."""
+    sha256: str
+    """:func:`folder_sha256` of the folder."""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"method": self.method, "path": self.path, "sha256": self.sha256}
+
+
 def _digest(doc: Mapping[str, Any]) -> str:
     body = {k: v for k, v in doc.items() if k != "content_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -71,6 +104,10 @@ class CalibratedScorer:
     collapse_options: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     backend: Backend | None = None
+    adapter: AdapterRef | None = None
+    folder: Path | None = None
+    """Where the scorer was loaded from or saved to (relative adapter paths start there)."""
+    _tuned: Any = field(default=None, repr=False)
 
     # -- scoring ---------------------------------------------------------------------------------
 
@@ -92,9 +129,14 @@ class CalibratedScorer:
         collapser = get_collapser(self.collapse, **self.collapse_options)
         [item] = classify([q], [record], collapser)
         [prediction] = get_scorer(self.scorer).score([item], collapser, self.backend)
-        calibrated = float(self.recalibrator.predict_proba([prediction.confidence])[0])
+        raw = prediction.confidence
+        if self.adapter is not None and self.adapter.method != "distribution":
+            # The tuned readout replaces the sampled confidence (the answer is still the mode).
+            text = item.text_of(prediction.answer)
+            raw = float(self._tuned_model().confidence([q], [text])[0])
+        calibrated = float(self.recalibrator.predict_proba([raw])[0])
         return ScoredAnswer(prediction.answer, item.text_of(prediction.answer), calibrated,
-                            prediction.confidence, dict(item.counts()))
+                            raw, dict(item.counts()))
 
     def score(self, question: Question | str) -> ScoredAnswer:
         """Sample the model as at fitting time (same style, M, T), then score the answers."""
@@ -105,6 +147,8 @@ class CalibratedScorer:
         config = SamplingConfig(**{k: (tuple(v) if k == "tau_grid" else v)
                                    for k, v in self.sampling.items()})
         prompt = build_prompt(q, self.style, chat=backend.is_chat, shots=self.shots)
+        if self.adapter is not None and self.adapter.method == "distribution":
+            backend = self._tuned_model().sampling_backend()  # the tuned model answers
         [record] = list(backend.generate([q.id], [prompt], config))
         return self.score_samples(q, record.samples, record.greedy)
 
@@ -121,23 +165,58 @@ class CalibratedScorer:
                     "this model")
         return self.backend
 
+    def adapter_folder(self) -> Path:
+        if self.adapter is None:
+            raise ValueError("this scorer has no adapter")
+        path = Path(self.adapter.path)
+        return path if path.is_absolute() or self.folder is None else self.folder / path
+
+    def _tuned_model(self) -> Any:
+        """The base model with the adapter (loaded once, on first use)."""
+        if self._tuned is None:
+            from recal.tuning import load_tuned
+
+            backend = self._load_backend()
+            self._tuned = load_tuned(self.adapter_folder(), backend=backend)
+        return self._tuned
+
     # -- saving and loading ----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
-            "schema": SCORER_SCHEMA, "recal_version": __version__,
+            "schema": SCORER_SCHEMA if self.adapter is not None else _PLAIN_SCHEMA,
+            "recal_version": __version__,
             "recalibrator": self.recalibrator.to_dict(),
             "collapse": {"name": self.collapse, "options": self.collapse_options},
             "scorer": self.scorer, "prompt": {"style": self.style, "shots": self.shots},
             "sampling": self.sampling, "model": self.model, "metrics": self.metrics,
         }
+        if self.adapter is not None:
+            doc["adapter"] = self.adapter.to_dict()
         doc["content_sha256"] = _digest(doc)
         return doc
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``path/scorer.json`` (data only) and return the folder."""
+        """Write ``path/scorer.json`` (data only) and return the folder.
+
+        An adapter outside the folder is copied into ``path/adapter`` first, so that the folder
+        is complete on its own.
+        """
+        import shutil
+
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
+        if self.adapter is not None:
+            source = self.adapter_folder().resolve()
+            inside = folder.resolve() in source.parents
+            if not inside:
+                if folder_sha256(source) != self.adapter.sha256:
+                    raise ScorerFormatError(f"adapter folder {source} does not match its sha256")
+                shutil.rmtree(folder / "adapter", ignore_errors=True)
+                shutil.copytree(source, folder / "adapter")
+            rel = (source.relative_to(folder.resolve()).as_posix() if inside else "adapter")
+            self.adapter = AdapterRef(self.adapter.method, rel, self.adapter.sha256)
+        self.folder = folder
         tmp = folder / (FILENAME + ".tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         tmp.replace(folder / FILENAME)
@@ -168,13 +247,29 @@ def load_scorer(path: str | os.PathLike[str], *, backend: Backend | None = None
     if doc.get("content_sha256") != _digest(doc):
         raise ScorerFormatError(f"{file} does not match its content_sha256: it was changed "
                                 "after export or damaged; export it again")
+    adapter = None
+    if doc.get("adapter") is not None:
+        try:
+            adapter = AdapterRef(str(doc["adapter"]["method"]), str(doc["adapter"]["path"]),
+                                 str(doc["adapter"]["sha256"]))
+        except (KeyError, TypeError) as exc:
+            raise ScorerFormatError(f"{file}: the adapter entry lacks {exc}") from None
+        folder = Path(adapter.path)
+        folder = folder if folder.is_absolute() else file.parent / folder
+        if not folder.is_dir():
+            raise ScorerFormatError(f"{file} references the adapter folder {folder}, which does "
+                                    "not exist: copy the whole scorer folder")
+        if folder_sha256(folder) != adapter.sha256:
+            raise ScorerFormatError(f"the adapter folder {folder} does not match the sha256 in "
+                                    f"{file}: it was changed or damaged; export it again")
     try:
         return CalibratedScorer(
             recalibrator=Recalibrator.from_dict(doc["recalibrator"]),
             collapse=doc["collapse"]["name"], collapse_options=dict(doc["collapse"]["options"]),
             scorer=doc["scorer"], style=doc["prompt"]["style"], shots=doc["prompt"]["shots"],
             sampling=dict(doc["sampling"]), model=dict(doc["model"]),
-            metrics=dict(doc.get("metrics") or {}), backend=backend)
+            metrics=dict(doc.get("metrics") or {}), backend=backend, adapter=adapter,
+            folder=file.parent)
     except (KeyError, TypeError) as exc:
         raise ScorerFormatError(f"{file} lacks the key {exc} a scorer needs") from None
 
