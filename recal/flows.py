@@ -39,10 +39,11 @@ class ModelSection:
     """Packaged name, .gguf file, folder, hub id, or a served model's name (http backend)."""
     kind: Literal["chat", "base"] | None = None
     """Force chat or base prompting (default: from the model)."""
-    backend: str = "transformers"
-    """'transformers' (in process), or another registered backend such as 'http'."""
+    backend: Literal["transformers", "http", "vllm"] | None = None
+    """None: 'http' when name is a server URL (http://HOST:PORT/v1), else 'transformers'."""
     options: dict[str, Any] = field(default_factory=dict)
-    """Backend options (for 'http': base_url, api_key_env, concurrency, timeout, ...)."""
+    """Backend options (for 'http': served_model, concurrency, timeout, ...; the API key comes
+    from $RECAL_API_KEY or $OPENAI_API_KEY, so that recipes hold no secrets)."""
 
     def load(self) -> Any:
         from recal.models import load_backend
