@@ -50,7 +50,8 @@ def _default_out(model: str, dataset: str, style: str, samples: int, limit: int 
 
 
 # The options shared by every command that samples (one definition, used by each signature).
-ModelOpt = Annotated[str, typer.Option(help="Packaged name, .gguf file, folder or hub id.")]
+ModelOpt = Annotated[str, typer.Option(
+    help="Packaged name, .gguf file, folder, hub id, or a server URL (http://HOST:PORT/v1).")]
 DatasetOpt = Annotated[str, typer.Option(help="'builtin', a named set, or a .jsonl/.csv file.")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Folder with local copies of named sets.")]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use the first N questions.")]
@@ -67,6 +68,11 @@ SkipBadOpt = Annotated[bool, typer.Option(help="Skip malformed dataset rows (war
 OutOpt = Annotated[Path | None, typer.Option(help="Run folder (default: runs/<model>-...).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Discard a stored run with other settings.")]
 ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
+ServedModelOpt = Annotated[str | None, typer.Option(
+    help="With a server URL: the model name to request (default: the one the server lists).")]
+ApiKeyOpt = Annotated[str | None, typer.Option(
+    help="With a server URL: its API key (default: $RECAL_API_KEY, else $OPENAI_API_KEY).")]
+ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="With a server URL: requests in flight.")]
 TauGridOpt = Annotated[str, typer.Option(
     help="Comma-separated temperatures to record for refitting the sampling temperature "
          "(recal fit), e.g. 0.5,0.7,1,1.4,2; empty: none.")]
@@ -92,15 +98,20 @@ class _SampleOptions:
     overwrite: bool
     progress: bool
     tau_grid: str = ""
+    served_model: str | None = None
+    api_key: str | None = None
+    concurrency: int = 8
 
 
 def _errors() -> tuple[type[BaseException], ...]:
     from recal.data.loaders import DataFormatError
+    from recal.models.http import HTTPBackendError
     from recal.models.packaged import ModelFetchError
     from recal.runstore import RunFormatError, RunMismatchError
 
     return (ValueError, KeyError, FileNotFoundError, DataFormatError, ModelFetchError,
-            RunMismatchError, RunFormatError, RuntimeError, NotImplementedError)
+            RunMismatchError, RunFormatError, RuntimeError, NotImplementedError,
+            HTTPBackendError, ImportError)
 
 
 def _message(exc: BaseException) -> str:
@@ -136,7 +147,9 @@ def _sample(opts: _SampleOptions):
         out = opts.out or _default_out(opts.model, opts.dataset, opts.style, opts.samples,
                                        opts.limit)
         typer.echo(f"loading {opts.model} ...", err=True)
-        backend = load_backend(opts.model, kind=opts.kind)  # type: ignore[arg-type]
+        backend = load_backend(opts.model, kind=opts.kind,  # type: ignore[arg-type]
+                               **_server_options(opts.model, opts.served_model, opts.api_key,
+                                                 opts.concurrency))
         store = sample_run(backend, questions, out=out, config=config, style=opts.style,
                            shots=opts.shots, dataset=opts.dataset, overwrite=opts.overwrite,
                            progress=opts.progress)
@@ -147,6 +160,17 @@ def _sample(opts: _SampleOptions):
     return store, backend
 
 
+def _server_options(model: str, served_model: str | None, api_key: str | None,
+                   concurrency: int) -> dict:
+    """The http backend's options when ``model`` is a server URL (refused otherwise)."""
+    if model.startswith(("http://", "https://")):
+        return {"served_model": served_model, "api_key": api_key, "concurrency": concurrency}
+    if served_model is not None or api_key is not None:
+        raise ValueError("--served-model and --api-key apply to a server URL given as --model "
+                         f"(http://HOST:PORT/v1), not to {model!r}")
+    return {}
+
+
 @app.command()
 def sample(
     model: ModelOpt = DEFAULT_MODEL, dataset: DatasetOpt = DEFAULT_DATASET,
@@ -155,7 +179,8 @@ def sample(
     max_new_tokens: MaxTokensOpt = None, greedy: GreedyOpt = True, seed: SeedOpt = 0,
     batch_rows: BatchRowsOpt = 256, kind: KindOpt = None, skip_bad: SkipBadOpt = False,
     out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
-    tau_grid: TauGridOpt = "",
+    tau_grid: TauGridOpt = "", served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
+    concurrency: ConcurrencyOpt = 8,
 ) -> None:
     """Sample M answers per question into a resumable run folder."""
     store, _ = _sample(_SampleOptions(**locals()))
@@ -170,7 +195,8 @@ def measure(
     max_new_tokens: MaxTokensOpt = None, greedy: GreedyOpt = True, seed: SeedOpt = 0,
     batch_rows: BatchRowsOpt = 256, kind: KindOpt = None, skip_bad: SkipBadOpt = False,
     out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
-    tau_grid: TauGridOpt = "",
+    tau_grid: TauGridOpt = "", served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
+    concurrency: ConcurrencyOpt = 8,
     collapse: Annotated[str, typer.Option(help="Collapsing function B.")] = "normalized",
     scorers: Annotated[str, typer.Option(help="Comma-separated confidence scorers.")] =
         ",".join(("modal_share", "heldout_modal", "semantic_entropy", "greedy_likelihood")),
@@ -480,6 +506,69 @@ def synth(
     except _errors() as exc:
         raise _fail(_message(exc)) from None
     typer.echo((out / "synth_report.md").read_text())
+
+
+@app.command()
+def serve(
+    scorer: Annotated[Path, typer.Option(help="An exported scorer folder (read once, at start).")]
+        = Path("scorer"),
+    model: Annotated[str | None, typer.Option(
+        help="The upstream: a server URL (http://HOST:PORT/v1) or any --model of recal sample "
+             "(default: the model the scorer was fitted on).")] = None,
+    served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    proxy_key: Annotated[str | None, typer.Option(
+        help="API key clients must send (Authorization: Bearer); default $RECAL_PROXY_KEY; "
+             "none: no key asked.")] = None,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body.")] = 65536,
+    max_messages: Annotated[int, typer.Option(min=1, help="Most messages per request.")] = 64,
+    max_n: Annotated[int, typer.Option(min=1, help="Most choices (n) per request.")] = 4,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Largest max_tokens.")] = 512,
+    request_timeout: Annotated[float, typer.Option(help="Seconds per request in all.")] = 120.0,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Requests worked on at once.")] = 4,
+    allow_model_mismatch: Annotated[bool, typer.Option(
+        help="Serve although the upstream is not the model the scorer was fitted on.")] = False,
+) -> None:
+    """An OpenAI-compatible proxy that adds the calibrated confidence to each answer."""
+    import os
+
+    from recal.models import load_backend
+    from recal.scorer import load_scorer
+
+    try:
+        from recal.serve import ConfidenceService, ServeConfig
+        from recal.serve.app import run_server
+        from recal.serve.scoring import ModelMismatchError
+
+        artifact = load_scorer(scorer)
+        upstream = model or artifact.model["source" if artifact.model.get("backend") == "http"
+                                            else "name"]
+        served = served_model or (artifact.model["name"] if model is None
+                                  and artifact.model.get("backend") == "http" else None)
+        backend = load_backend(upstream, kind=artifact.model.get("kind"),
+                               **_server_options(upstream, served, api_key, concurrency))
+        config = ServeConfig(api_key=proxy_key or os.environ.get("RECAL_PROXY_KEY") or None,
+                             max_body_bytes=max_body_bytes, max_messages=max_messages,
+                             max_n=max_n, max_tokens=max_tokens,
+                             request_timeout=request_timeout, max_concurrent=max_concurrent)
+        try:
+            service = ConfidenceService(artifact, backend)
+        except ModelMismatchError as exc:
+            if not allow_model_mismatch:
+                raise
+            typer.secho(f"warning: {exc}", fg=typer.colors.YELLOW, err=True)
+            artifact.model = dict(artifact.model, config_hash=backend.identity.config_hash)
+            service = ConfidenceService(artifact, backend)
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    if config.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.secho(f"warning: serving on {host} with no API key (--proxy-key)",
+                    fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"recal serve: {service.served_model} on http://{host}:{port}/v1 "
+               f"(scorer {scorer}, M = {service.sampling.n_samples})", err=True)
+    run_server(service, config, host=host, port=port)
 
 
 def main() -> None:

@@ -75,3 +75,119 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     backend.model.save_pretrained(path)
     backend.tokenizer.save_pretrained(path)
     return path
+
+
+# -- a real OpenAI-compatible server: llama-cpp-python serving the packaged SmolLM2 GGUF ----------
+
+class LlamaServer:
+    """``python -m llama_cpp.server`` on 127.0.0.1, started and stopped by the tests."""
+
+    def __init__(self, gguf: Path, port: int | None = None) -> None:
+        self.gguf = gguf
+        self.port = port or _free_port()
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 120.0) -> LlamaServer:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf),
+             "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(self.port),
+             "--n_ctx", "2048", "--n_threads", "1", "--verbose", "False"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("llama_cpp.server exited at start: "
+                                   + self.process.stderr.read().decode()[-2000:])
+            try:
+                with urllib.request.urlopen(f"{self.url}/models", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"llama_cpp.server did not answer within {timeout:g} s")
+
+    def kill(self) -> None:
+        """SIGKILL: the crash of a server, in-flight requests dropped."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:
+                self.process.kill()
+                self.process.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server_factory():
+    """Start llama.cpp servers of SmolLM2 (all stopped at the end of the session); skips when
+    llama-cpp-python's server is not installed."""
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed "
+                        "(scripts/setup.sh installs it: pip install -e '.[llamacpp]')")
+    pytest.importorskip("httpx", reason="the http backend needs httpx: pip install 'recal[http]'")
+    from recal.models.packaged import fetch_gguf
+
+    smollm2_gguf = fetch_gguf("smollm2-135m-instruct")
+    started: list[LlamaServer] = []
+
+    def start(port: int | None = None) -> LlamaServer:
+        server = LlamaServer(smollm2_gguf, port).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server(llama_server_factory) -> LlamaServer:
+    """One server shared by the tests that do not kill it."""
+    return llama_server_factory()
+
+
+# The run sampled through the server, shared by test_http_llamacpp.py and test_serve.py.
+LLAMA_RUN_SAMPLES = 6
+LLAMA_RUN_MAX_TOKENS = 12  # an untruncated T = 1 sample of SmolLM2-135M often rambles
+
+
+def llama_questions(n: int = 12):
+    """n built-in questions spread over the set (it is grouped by category)."""
+    from recal.data import load_questions
+
+    return load_questions("builtin")[::34][:n]
+
+
+@pytest.fixture(scope="session")
+def llama_run(llama_server, tmp_path_factory):
+    """12 built-in questions x 6 samples through the llama.cpp server, in a run store."""
+    from recal.models.http import HTTPBackend, HTTPConfig
+    from recal.samples import SamplingConfig
+    from recal.sampling import sample_run
+
+    backend = HTTPBackend(HTTPConfig(base_url=llama_server.url, concurrency=4))
+    config = SamplingConfig(n_samples=LLAMA_RUN_SAMPLES, greedy=False,
+                            max_new_tokens=LLAMA_RUN_MAX_TOKENS)
+    return sample_run(backend, llama_questions(), out=tmp_path_factory.mktemp("llama") / "run",
+                      config=config, progress=False)

@@ -13,10 +13,13 @@ resumed run.
 What the backend can and cannot give the confidence scorers:
 
 - ``modal_share``, ``heldout_modal``, ``semantic_entropy``: the answer texts only; always work.
-- ``greedy_likelihood``: the greedy answer's token log-probabilities. Asked for with
-  ``logprobs``; a server that returns none leaves ``Sample.logprobs`` empty and the scorer then
-  raises. Servers report log-probabilities at temperature 1 (OpenAI semantics) and without the
-  stop token, so the value differs slightly from the transformers backend's.
+- ``greedy_likelihood``: the greedy answer's token log-probabilities. They are asked for on
+  the greedy request only (``logprobs='greedy'``, the default: llama-cpp-python's server takes
+  about six times as long per request when it computes them); ``'all'`` asks for them on every
+  sample too, ``'none'`` never. A server that returns none leaves ``Sample.logprobs`` empty and
+  the scorer then raises. Servers report log-probabilities at temperature 1 (OpenAI semantics)
+  and without the stop token, so the value differs slightly from the transformers backend's.
+- refitting the sampling temperature (``tau_grid``) needs every logit: not over HTTP.
 - ``verbalized``: one greedy reply per question; works.
 - ``p_true``: next-token probabilities, read from ``top_logprobs`` (the 20 likeliest first
   tokens; a candidate outside them counts as probability 0). Servers without top log-probs
@@ -67,6 +70,7 @@ __all__ = [
 ]
 
 NMode = Literal["auto", "n", "single"]
+LogprobsMode = Literal["greedy", "all", "none"]
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _TOP_LOGPROBS = 20
 _SEED_MOD = 2**31 - 1  # llama.cpp and vLLM take a signed 32-bit seed
@@ -130,8 +134,9 @@ class HTTPConfig:
     """'auto': detect whether the server honours ``n``; 'n' or 'single' force one way."""
     max_n: int = 64
     """Most choices asked in one request when the server honours ``n``."""
-    logprobs: bool = True
-    """Ask for token log-probabilities (needed by greedy_likelihood)."""
+    logprobs: LogprobsMode = "greedy"
+    """Which requests ask for token log-probabilities: the greedy answer's (what
+    greedy_likelihood reads), every sample's, or none."""
     sampler_fields: bool = True
     """Send top_k=0, min_p=0, repeat_penalty=1 (llama.cpp/vLLM) so sampling is untruncated."""
 
@@ -139,6 +144,8 @@ class HTTPConfig:
         object.__setattr__(self, "base_url", resolve_base_url(self.base_url))
         if self.kind not in ("chat", "base"):
             raise ValueError(f"kind must be 'chat' or 'base', got {self.kind!r}")
+        if self.logprobs not in ("greedy", "all", "none"):
+            raise ValueError(f"logprobs must be 'greedy', 'all' or 'none', got {self.logprobs!r}")
         if self.n_mode not in ("auto", "n", "single"):
             raise ValueError(f"n_mode must be 'auto', 'n' or 'single', got {self.n_mode!r}")
         for name in ("concurrency", "max_n"):
@@ -312,18 +319,19 @@ class HTTPBackend(Backend):
             body.update(top_k=0, min_p=0.0, repeat_penalty=1.0)
         if config.stop_at_newline:
             body["stop"] = ["\n"]
+        logprobs = self.config.logprobs == "all" or (greedy and self.config.logprobs == "greedy")
         if self.is_chat:
             if prompt.messages is None:
                 raise ValueError("a chat model got a text prompt; build prompts with chat=True")
             body["messages"] = [{"role": r, "content": c} for r, c in prompt.messages]
-            if self.config.logprobs:
-                body["logprobs"] = True
+            if logprobs:  # llama.cpp returns none unless top_logprobs is at least 1
+                body.update(logprobs=True, top_logprobs=1)
         else:
             if prompt.text is None:
                 raise ValueError("a base model got chat messages; build prompts with chat=False")
             body["prompt"] = prompt.text
-            if self.config.logprobs:
-                body["logprobs"] = 0
+            if logprobs:
+                body["logprobs"] = 1
         return body
 
     def _path(self) -> str:
@@ -332,7 +340,15 @@ class HTTPBackend(Backend):
     def _probe(self, prompt: Prompt, config: SamplingConfig) -> ServerCapabilities:
         """Ask for two one-token choices: does the server honour n, return log-probs, and
         accept the llama.cpp/vLLM sampler fields?"""
-        body = self._body(prompt, config, n=2, greedy=False, seed=1, max_tokens=1)
+
+        def body_() -> dict[str, Any]:
+            body = self._body(prompt, config, n=2, greedy=False, seed=1, max_tokens=1)
+            if self.config.logprobs != "none":
+                body.update({"logprobs": True, "top_logprobs": 1} if self.is_chat
+                            else {"logprobs": 1})
+            return body
+
+        body = body_()
         try:
             reply = self.request("POST", self._path(), body)
         except ServerRequestError as exc:
@@ -340,7 +356,7 @@ class HTTPBackend(Backend):
                 raise
             # A strict server refusing top_k/min_p/repeat_penalty: sample with its defaults.
             self._sampler_fields = False
-            body = self._body(prompt, config, n=2, greedy=False, seed=1, max_tokens=1)
+            body = body_()
             reply = self.request("POST", self._path(), body)
         choices = reply.get("choices") or []
         honours_n = {self.config.n_mode == "n": True, self.config.n_mode == "single": False}.get(
@@ -395,6 +411,9 @@ class HTTPBackend(Backend):
         if not config.is_resolved:
             raise ValueError("resolve the sampling config for a prompt style first "
                              "(SamplingConfig.resolved(style, chat=...))")
+        if config.tau_grid:
+            raise ValueError("tau_grid needs every logit of every step, which a server does not "
+                             "return: sample without --tau-grid over HTTP")
         if not prompts:
             return
         if self.capabilities is None:
