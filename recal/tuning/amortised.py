@@ -2,9 +2,9 @@
 
 The reference paper (Nakkiran et al., arXiv 2511.04869) asks whether a model can predict its own
 class distribution before answering, with a rank-8 LoRA probe. Here that probe is a confidence
-estimator: a LoRA and a linear head ``sigmoid(w . h + b)`` on the last hidden state ``h`` at the
-prompt's last token (the prompt the model answers from), trained with the log loss against the
-stored runs' modal shares (soft targets) or against whether the modal answer was right. One
+estimator: a LoRA and a linear head ``sigmoid(w . norm(h) + b)`` on the last hidden state ``h``
+at the prompt's last token (the prompt the model answers from), trained with the log loss against
+the stored runs' modal shares (soft targets) or against whether the modal answer was right. One
 forward pass replaces M sampled answers; the answer itself still comes from sampling (or the
 greedy decode).
 """
@@ -59,11 +59,14 @@ class AmortisedConfidence(TuningMethod):
         self.init_bias = math.log(mean / (1 - mean))  # the head starts at the training mean
 
     def make_head(self, model: Any) -> torch.nn.Module:
-        head = torch.nn.Linear(hidden_size(model), 1)
+        # Normalised features: the last hidden state has a few very large coordinates, which
+        # make a plain linear head on it jump on its first steps.
+        linear = torch.nn.Linear(hidden_size(model), 1)
         with torch.no_grad():
-            head.weight.zero_()
-            head.bias.fill_(self.init_bias)
-        return head
+            linear.weight.zero_()
+            linear.bias.fill_(self.init_bias)
+        return torch.nn.Sequential(torch.nn.LayerNorm(hidden_size(model),
+                                                      elementwise_affine=False), linear)
 
     def head_state(self) -> dict[str, Any]:
         return {"init_bias": self.init_bias}

@@ -171,7 +171,7 @@ class AmortisedConfig(TrainConfig):
     target: Literal["modal_share", "correct"] = "modal_share"
     """'modal_share': the run's modal share of the question (the paper's probe: can the model
     predict its own confidence?); 'correct': whether its modal answer was right."""
-    head_learning_rate: float = 1e-2
+    head_learning_rate: float = 1e-3
     """Learning rate of the regression head on the last hidden state."""
 
     def __post_init__(self) -> None:
