@@ -44,6 +44,8 @@ def models() -> None:
 
 def _default_out(model: str, dataset: str, style: str, samples: int, limit: int | None) -> Path:
     stem = Path(model).stem if model.endswith(".gguf") else Path(model).name
+    if model.startswith(("http://", "https://")):  # a server: name it by host and port
+        stem = "server-" + model.split("//", 1)[1].split("/", 1)[0].replace(":", "-")
     data = Path(dataset).stem if dataset.endswith((".jsonl", ".json", ".csv")) else dataset
     data += f"{limit}" if limit else ""
     return Path("runs") / f"{stem}-{data}-{style}-m{samples}"
@@ -513,6 +515,7 @@ def serve(
     scorer: Annotated[Path, typer.Option(help="An exported scorer folder (read once, at start).")]
         = Path("scorer"),
     model: Annotated[str | None, typer.Option(
+        "--model", "--upstream",
         help="The upstream: a server URL (http://HOST:PORT/v1) or any --model of recal sample "
              "(default: the model the scorer was fitted on).")] = None,
     served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,

@@ -345,3 +345,32 @@ def test_next_token_logprobs_from_top_logprobs(fake):
     [row] = backend.next_token_logprobs([Prompt(messages=(("user", "Is it?"),))],
                                         ["Yes", "No", " maybe"])
     assert row[:2] == [-0.2, -1.8] and row[2] == float("-inf")
+
+
+def test_replicas_share_the_requests_and_take_over_on_failure(fake, tmp_path):
+    a, b = fake(honours_n=False), fake(honours_n=False)
+    backend = load_backend(f"{a.url},{b.url}", max_retries=2, backoff_base=0.01)
+    assert isinstance(backend, HTTPBackend) and backend.config.replicas == (b.url,)
+    sample_run(backend, QUESTIONS, out=tmp_path / "run", config=SamplingConfig(n_samples=4),
+               progress=False)
+    assert len(a.posts()) >= 10 and len(b.posts()) >= 10  # 25 sample requests + the probe
+    assert len(a.posts()) + len(b.posts()) == 26
+    b.behave = lambda path, body, number: (503, {"error": {"message": "down"}})
+    # one replica fails: each request it gets is retried on the other
+    before = len(a.posts())
+    backend.request("POST", "chat/completions", {"messages": []})
+    backend.request("POST", "chat/completions", {"messages": []})
+    assert len(a.posts()) == before + 2
+
+
+def test_replicas_must_serve_the_same_model(fake):
+    a = fake()
+
+    def other(path, body, number):
+        if path.endswith("/models"):
+            return 200, {"data": [{"id": "another-model"}]}
+        return b.default(path, body, number)
+
+    b = fake(behave=other)
+    with pytest.raises(Exception, match="replicas must serve the same model"):
+        load_backend(f"{a.url},{b.url}")

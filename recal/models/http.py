@@ -25,6 +25,10 @@ What the backend can and cannot give the confidence scorers:
   tokens; a candidate outside them counts as probability 0). Servers without top log-probs
   raise ``NotImplementedError``.
 
+Servers that decode one request at a time (llama-cpp-python's server) gain little from
+concurrency; ``replicas`` (``--model URL1,URL2``) spreads the requests round robin over several
+servers of the same model, and a retry goes to the next replica.
+
 Faults: requests time out after ``timeout`` seconds; 429, 5xx, timeouts and dropped or refused
 connections are retried with exponential backoff and full jitter (``Retry-After`` is honoured,
 capped); other 4xx are answered at once with the server's message, since sending the same request
@@ -40,6 +44,7 @@ otherwise truncates to top-k 40 and min-p 0.05). Hosted APIs that refuse unknown
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -114,6 +119,8 @@ class HTTPConfig:
 
     base_url: str
     """Server root including the API prefix, e.g. ``http://127.0.0.1:8080/v1``."""
+    replicas: tuple[str, ...] = ()
+    """More servers of the same model: requests go round robin over base_url and these."""
     served_model: str | None = None
     """The ``model`` field of requests; None: the only model ``/models`` lists."""
     api_key: str | None = field(default=None, repr=False)
@@ -142,6 +149,8 @@ class HTTPConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", resolve_base_url(self.base_url))
+        object.__setattr__(self, "replicas",
+                           tuple(resolve_base_url(u) for u in self.replicas))
         if self.kind not in ("chat", "base"):
             raise ValueError(f"kind must be 'chat' or 'base', got {self.kind!r}")
         if self.logprobs not in ("greedy", "all", "none"):
@@ -177,11 +186,14 @@ class HTTPStats:
     retries: int = 0
     sample_requests: dict[str, int] = field(default_factory=dict)
     """Requests sent per question id (probes and next-token queries are not counted)."""
+    per_server: dict[str, int] = field(default_factory=dict)
+    """Requests sent to each server (base URL)."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def count(self, question_id: str | None, retry: bool) -> None:
+    def count(self, question_id: str | None, retry: bool, server: str = "") -> None:
         with self.lock:
             self.requests += 1
+            self.per_server[server] = self.per_server.get(server, 0) + 1
             self.retries += int(retry)
             if question_id is not None:
                 self.sample_requests[question_id] = self.sample_requests.get(question_id, 0) + 1
@@ -221,7 +233,14 @@ class HTTPBackend(Backend):
         self.stats = HTTPStats()
         self.capabilities: ServerCapabilities | None = None
         self._sampler_fields = config.sampler_fields
+        self._servers = (config.base_url, *config.replicas)
+        self._turn = itertools.count()
         served, model_info = self._find_model()
+        for replica in config.replicas:
+            other, _ = self._find_model(replica)
+            if other != served:
+                raise HTTPBackendError(f"replica {replica} serves {other!r}, but {config.base_url} "
+                                       f"serves {served!r}: replicas must serve the same model")
         self.served_model = served
         blob = json.dumps({"model": served, "owned_by": model_info.get("owned_by")},
                           sort_keys=True)
@@ -242,19 +261,25 @@ class HTTPBackend(Backend):
         return random.uniform(0, cap)  # "full jitter" (Brooker 2015): spreads retries out
 
     def request(self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
-                question_id: str | None = None, retries: int | None = None) -> dict[str, Any]:
+                question_id: str | None = None, retries: int | None = None,
+                server: str | None = None) -> dict[str, Any]:
         """Send one request with retries; the parsed JSON response.
 
         Raises ``ServerRequestError`` at once on a 4xx other than 408/409/425/429, and
         ``ServerUnreachableError`` once ``retries`` (default ``max_retries``) retries failed.
+        Requests go round robin over the replicas (each retry to the next) unless ``server``
+        names one.
         """
         import httpx
 
-        url = f"{self.config.base_url}/{path.lstrip('/')}"
+        servers = (server,) if server else self._servers
+        first = next(self._turn)
         last = ""
         retries = self.config.max_retries if retries is None else retries
         for attempt in range(retries + 1):
-            self.stats.count(question_id, retry=attempt > 0)
+            root = servers[(first + attempt) % len(servers)]
+            url = f"{root}/{path.lstrip('/')}"
+            self.stats.count(question_id, retry=attempt > 0, server=root)
             retry_after = None
             try:
                 response = self._client.request(method, url, json=body)
@@ -281,9 +306,11 @@ class HTTPBackend(Backend):
             "that the server is running and --model names its URL; questions already finished "
             "are kept, so running the same command again resumes the run.")
 
-    def _find_model(self) -> tuple[str, dict[str, Any]]:
+    def _find_model(self, server: str | None = None) -> tuple[str, dict[str, Any]]:
+        server = server or self.config.base_url
         try:  # at start a wrong URL is likelier than a busy server: fail fast
-            listing = self.request("GET", "models", retries=min(2, self.config.max_retries))
+            listing = self.request("GET", "models", retries=min(2, self.config.max_retries),
+                                   server=server)
         except ServerRequestError as exc:
             if self.config.served_model and exc.status in (404, 405):
                 return self.config.served_model, {}  # a server without /models
@@ -296,9 +323,9 @@ class HTTPBackend(Backend):
         if len(ids) == 1:
             return ids[0], models[0]
         if not ids:
-            raise HTTPBackendError(f"{self.config.base_url}/models lists no model: name it with "
+            raise HTTPBackendError(f"{server}/models lists no model: name it with "
                                    "--served-model")
-        raise HTTPBackendError(f"{self.config.base_url} serves {len(ids)} models "
+        raise HTTPBackendError(f"{server} serves {len(ids)} models "
                                f"({', '.join(ids[:5])}); choose one with --served-model")
 
     # -- requests --------------------------------------------------------------------------------
@@ -534,8 +561,10 @@ def _refusal(response: Any, url: str, config: HTTPConfig) -> str:
 def load_http(base_url: str | None = None, *, served_model: str | None = None,
               api_key: str | None = None, kind: ModelKind | None = None,
               **options: Any) -> HTTPBackend:
-    """An ``HTTPBackend`` for the server at ``base_url`` (or ``$RECAL_BASE_URL``); the API key
-    comes from ``api_key``, ``$RECAL_API_KEY`` or ``$OPENAI_API_KEY``."""
-    config = HTTPConfig(base_url=resolve_base_url(base_url), served_model=served_model,
+    """An ``HTTPBackend`` for the server at ``base_url`` (or ``$RECAL_BASE_URL``); several
+    comma-separated URLs are replicas of one model. The API key comes from ``api_key``,
+    ``$RECAL_API_KEY`` or ``$OPENAI_API_KEY``."""
+    first, *replicas = [u.strip() for u in resolve_base_url(base_url).split(",") if u.strip()]
+    config = HTTPConfig(base_url=first, replicas=tuple(replicas), served_model=served_model,
                         api_key=resolve_api_key(api_key), kind=kind or "chat", **options)
     return HTTPBackend(config)
