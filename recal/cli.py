@@ -446,7 +446,15 @@ def tune(
     eval_samples: Annotated[int | None, typer.Option(
         min=1, help="distribution: answers per held-out question from the tuned model.")] = None,
     eval_limit: Annotated[int | None, typer.Option(
-        min=2, help="distribution: judge on the first N held-out questions.")] = None,
+        min=2, help="Judge on the first N held-out questions (default: all).")] = None,
+    head_lr: Annotated[float | None, typer.Option(
+        help="amortised: learning rate of the head.")] = None,
+    answers_per_question: Annotated[int | None, typer.Option(
+        min=1, help="confidence_head: graded answers per training question.")] = None,
+    kl_weight: Annotated[float | None, typer.Option(
+        help="confidence_head: weight of the KL regulariser on the model's answers.")] = None,
+    max_classes: Annotated[int | None, typer.Option(
+        min=1, help="distribution: classes per question trained on.")] = None,
     collapse: CollapseOpt = "normalized",
     calibration_fraction: FractionOpt = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the split (as recal fit's).")] = 0,
@@ -463,7 +471,9 @@ def tune(
     options = {"target": target, "reference": str(reference) if reference else None,
                "max_epochs": epochs, "patience": patience, "learning_rate": lr, "rank": rank,
                "batch_size": batch_size, "max_steps": max_steps, "eval_samples": eval_samples,
-               "eval_limit": eval_limit}
+               "eval_limit": eval_limit, "head_learning_rate": head_lr,
+               "answers_per_question": answers_per_question, "kl_weight": kl_weight,
+               "max_classes": max_classes}
     try:
         config_cls = get_method(method).config_cls
         known = set(config_cls.__dataclass_fields__)
