@@ -59,9 +59,9 @@ __all__ = ["SynthConfig", "SynthRow", "SynthReport", "run_synthetic", "noise_flo
            "true_calibration_error", "load_synth_recipe", "write_synth_report", "apply_repairs"]
 
 _FULL: dict[str, Any] = dict(
-    n_entities=150, corpus_per_question=10, hidden_size=256, intermediate_size=512,
-    num_hidden_layers=2, initializer_range=0.05, train_steps=800, train_lr=2e-3,
-    train_batch_size=80, train_warmup=40, train_group_by_prompt=True, rl_steps=40,
+    n_entities=150, corpus_per_question=20, hidden_size=256, intermediate_size=1536,
+    num_hidden_layers=1, initializer_range=0.1, train_steps=1200, train_lr=4e-3,
+    train_batch_size=64, train_warmup=30, train_group_by_prompt=False, rl_steps=40,
     dpo_steps=60, n_samples=50, n_resamples=1000, floor_repeats=200, styles=SYNTH_STYLES,
     tau_grid=DEFAULT_TAU_GRID)
 _REDUCED: dict[str, Any] = dict(
