@@ -69,12 +69,13 @@ class TrainConfig:
     answer_only: bool = True
     """Score only the answer tokens (after the last ``A:``): the questions' own words are the
     world's sampling of questions, not knowledge, and learning them only slows training."""
-    group_by_prompt: bool = True
+    group_by_prompt: bool = False
     """Batch every answer of one prompt together and run the shared prompt once, its key/value
     cache serving all of them: the same answer-only loss and gradient as the flat batch of those
     texts (to float rounding), at about a third of the compute, since prompts are most of each
-    text's tokens. A step then takes whole prompt groups until it holds ``batch_size`` texts.
-    Needs ``answer_only``."""
+    text's tokens. A step then takes whole prompt groups until it holds ``batch_size`` texts, so
+    it sees fewer distinct prompts: the synthetic world then needs many more steps, which is why
+    it is off by default. Needs ``answer_only``."""
 
     def __post_init__(self) -> None:
         if self.group_by_prompt and not self.answer_only:
