@@ -310,3 +310,33 @@ def test_cli_tune_writes_adapter_report_and_scorer(tmp_path, tiny_model_dir):
     assert report["training"]["seconds"] > 0
     bad = CliRunner().invoke(app, ["tune", str(tmp_path / "run"), "--method", "amortized"])
     assert bad.exit_code == 2 and "did you mean 'amortised'" in bad.output
+
+
+def test_sharpen_target_is_the_fitted_power_of_the_shares(tmp_path):
+    from recal.confidence import classify_run
+    from recal.semantic import get_collapser
+
+    store = _store(tmp_path / "run", _backend())
+    collapser = get_collapser("normalized")
+    items = classify_run(store, collapser)
+    method = get_method("distribution")(DistributionConfig(target="sharpen", max_classes=2))
+    method.prepare(items[:12], items[:16], collapser, _backend(), "concise", 0)
+    # A hard question has four tied classes: any power keeps them tied, and the two kept
+    # (max_classes) share the mass equally.
+    assert method.beta is not None and 0.2 <= method.beta <= 8.0
+    hard = method.target_distribution(items[1], collapser)
+    assert hard == pytest.approx({"ab": 0.25, "cd": 0.25, "ef": 0.25, "gh": 0.25})
+    rows = method.rows(items[1:2])
+    assert len(rows) == 2 and sum(r.weight for r in rows) == pytest.approx(1.0)
+    assert all(r.answer[-1] == items[1].record.samples[0].token_ids[-1] for r in rows)
+
+
+def test_post_hoc_scorers_keep_schema_1(tmp_path):
+    from recal.calibrators import IdentityRecalibrator
+    from recal.scorer import CalibratedScorer
+
+    scorer = CalibratedScorer(IdentityRecalibrator().fit([0.0, 1.0], [0, 1]), "normalized",
+                              "modal_share", "concise", dict(SAMPLING), {"name": "m"})
+    doc = json.loads((scorer.save(tmp_path / "s") / "scorer.json").read_text())
+    assert doc["schema"] == 1 and "adapter" not in doc
+    assert load_scorer(tmp_path / "s").adapter is None
