@@ -6,7 +6,7 @@ per (model, style), the mean, standard deviation, minimum and maximum over seeds
 smooth ECE, the true calibration error, mean confidence - accuracy and the noise floor's mean.
 
     .venv/bin/python benchmarks/synth_seeds.py                  # reduced world + cot, seeds 0-4
-    .venv/bin/python benchmarks/synth_seeds.py --full --seeds 0 1 2
+    .venv/bin/python benchmarks/synth_seeds.py --full --seeds 0 1 2   # synth_seeds_full.json
 
 Writes benchmarks/results/synth_seeds.json; the last lines printed are ``name: value``.
 """
@@ -41,6 +41,9 @@ def main() -> None:
                         help="styles of the base model (reduced world only)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "synth-seeds")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="where the JSON goes (default: benchmarks/results/synth_seeds.json, "
+                             "synth_seeds_full.json with --full)")
     args = parser.parse_args()
     overrides: dict[str, Any] = {"repairs": False, "diagrams": False, "threads": args.threads}
     if not args.full:
@@ -79,8 +82,10 @@ def main() -> None:
            "styles": list(cfg.styles or ()), "n_entities": cfg.n_entities,
            "n_samples": cfg.n_samples, "parameters": per_seed[args.seeds[0]]["parameters"],
            "summary": summary, "per_seed": {str(s): v for s, v in per_seed.items()}}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    results = args.results or (RESULTS.with_name("synth_seeds_full.json") if args.full
+                               else RESULTS)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     for key in keys:
         sm = summary[key]["smooth_ece"]
         print(f"{key}_smooth_ece_mean: {sm['mean']:.3f}")
