@@ -222,6 +222,9 @@ def load_synth_recipe(path: str | Path, **overrides: Any) -> SynthConfig:
     if not isinstance(row, dict):
         raise ValueError(f"recipe {path} must be a mapping of SynthConfig fields, "
                          f"got {type(row).__name__}")
+    flow = row.pop("flow", "synth")  # the same file is a `recal run` recipe of the synth flow
+    if flow != "synth":
+        raise ValueError(f"recipe {path}: flow: expected 'synth', got {flow!r}")
     row.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return SynthConfig.from_dict(row)
