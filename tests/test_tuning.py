@@ -340,3 +340,29 @@ def test_post_hoc_scorers_keep_schema_1(tmp_path):
     doc = json.loads((scorer.save(tmp_path / "s") / "scorer.json").read_text())
     assert doc["schema"] == 1 and "adapter" not in doc
     assert load_scorer(tmp_path / "s").adapter is None
+
+
+def test_cached_bottom_layers_give_the_full_models_outputs():
+    """Training on cached frozen layers (train_layers < depth) computes what the whole model
+    with the adapter computes, for answers (right-padded) and prompts (left-padded)."""
+    import copy
+
+    from recal.tuning.sequences import PromptRow, cache_bottom, collate_prompts, last_hidden
+    from recal.tuning.trainer import make_peft
+
+    backend = _backend()
+    model = make_peft(copy.deepcopy(backend.model), AmortisedConfig(train_layers=1))
+    with torch.no_grad():  # a non-zero adapter, so that the top layer's LoRA matters
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    assert all(".layers.1." in n for n, p in model.named_parameters() if p.requires_grad)
+    answers = [AnswerRow((5, 6, 7, 8)[: 2 + i % 3], (9, 10, 2)[: 1 + i % 3]) for i in range(5)]
+    cached = cache_bottom(backend.model, answers, 1, 0, 256, batch_size=2)
+    full = answer_logprobs(model, collate_answers(answers, 0, 256))
+    top = answer_logprobs(model, collate_answers(cached, 0, 256, top=1))
+    torch.testing.assert_close(top, full)
+    prompts = [PromptRow((5, 6, 7, 8, 9)[: 2 + i % 4]) for i in range(5)]
+    cached_prompts = cache_bottom(backend.model, prompts, 1, 0, 256, batch_size=3)
+    torch.testing.assert_close(last_hidden(model, collate_prompts(cached_prompts, 0, top=1)),
+                               last_hidden(model, collate_prompts(prompts, 0)))

@@ -139,7 +139,8 @@ def collate_prompts(rows: Sequence[PromptRow], pad: int, top: int | None = None
 
 
 def decoder_layers(model: Any) -> torch.nn.ModuleList:
-    """The decoder layers of a causal LM (or of the peft model around it)."""
+    """The decoder layers of a causal LM (or of the peft / DDP wrappers around it)."""
+    model = getattr(model, "module", model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     inner = getattr(base, getattr(base, "base_model_prefix", "model"), None)
     layers = getattr(inner, "layers", None)
@@ -153,6 +154,7 @@ def decoder_layers(model: Any) -> torch.nn.ModuleList:
 def top_layers(model: Any, n: int) -> Iterator[None]:
     """Within the block, the model runs only its last ``n`` decoder layers (it is then fed the
     cached output of the others as ``inputs_embeds``)."""
+    model = getattr(model, "module", model)  # under accelerate's DDP wrapper
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     inner = getattr(base, getattr(base, "base_model_prefix", "model"))
     full = inner.layers
