@@ -45,7 +45,7 @@ def start_server(threads: int) -> tuple[subprocess.Popen, str, list[str]]:
     args = [sys.executable, "-m", "llama_cpp.server", "--model",
             str(fetch_gguf("smollm2-135m-instruct")), "--model_alias", "smollm2", "--host",
             "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(threads),
-            "--verbose", "False"]
+            "--n_threads_batch", str(threads), "--verbose", "False"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(600):
