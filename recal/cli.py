@@ -521,6 +521,94 @@ def synth(
 
 
 @app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="A recipe file (see recipes/).")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a recipe key: --set sampling.n_samples=50 (repeatable; the "
+                      "value is read as YAML).")] = None,
+    show: Annotated[bool, typer.Option(
+        "--show", help="Print the resolved recipe and stop (nothing runs).")] = False,
+) -> None:
+    """Run a whole flow (measure, recalibrate, synth, bench) from a YAML recipe."""
+    from recal.flows import run_flow
+    from recal.recipes import RecipeError, load_recipe
+
+    try:
+        loaded = load_recipe(recipe, overrides=set_ or ())
+    except RecipeError as exc:
+        raise _fail(str(exc)) from None
+    if show:  # every field, defaults included, as the flow will see it
+        import dataclasses
+
+        import yaml
+
+        def plain(value: object) -> object:
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return [plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+        resolved = {"flow": loaded.flow, **plain(dataclasses.asdict(loaded.config))}
+        typer.echo(yaml.safe_dump(resolved, sort_keys=False).rstrip())
+        return
+    try:
+        out = run_flow(loaded)
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    typer.echo(f"{loaded.flow} finished: {out}")
+
+
+@app.command()
+def bench(
+    model: Annotated[list[str] | None, typer.Option(
+        help="A model to compare on (repeatable; default smollm2-135m-instruct).")] = None,
+    dataset: Annotated[list[str] | None, typer.Option(
+        help="A dataset (repeatable; default builtin).")] = None,
+    data_dir: DataDirOpt = None,
+    limit: Annotated[int, typer.Option(min=4, help="First N questions of each set.")] = 200,
+    samples: SamplesOpt = 20,
+    temperature: TemperatureOpt = 1.0,
+    style: StyleOpt = "concise",
+    tau_grid: TauGridOpt = "0.5,0.7,1,1.4",
+    methods: Annotated[str | None, typer.Option(
+        help="Comma-separated repair methods (default: every post-hoc one and the sampling "
+             "temperature).")] = None,
+    peers: Annotated[str | None, typer.Option(
+        help="Comma-separated peer baselines (default: netcal's and scikit-learn's); "
+             "empty: none.")] = None,
+    scorers: Annotated[str | None, typer.Option(
+        help="Comma-separated confidence scorers.")] = None,
+    transfer: Annotated[bool, typer.Option(help="Fit on one dataset, judge on another.")] = True,
+    diagrams: Annotated[bool, typer.Option(help="Draw a reliability figure per method.")] = True,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/bench"),
+    seed: SeedOpt = 0,
+    progress: ProgressOpt = True,
+) -> None:
+    """Compare every confidence scorer x repair method on the same samples."""
+    from recal.bench import BenchConfig, run_bench, write_bench_report
+    from recal.samples import SamplingConfig
+
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(x.strip() for x in text.split(",") if x.strip())
+
+    chosen = {k: names(v) for k, v in
+              {"methods": methods, "peers": peers, "scorers": scorers}.items() if v is not None}
+    try:
+        config = BenchConfig(
+            models=tuple(model or ("smollm2-135m-instruct",)),
+            datasets=tuple(dataset or ("builtin",)), limit=limit,
+            data_dir=str(data_dir) if data_dir else None, style=style,  # type: ignore[arg-type]
+            sampling=SamplingConfig(n_samples=samples, temperature=temperature, seed=seed,
+                                    tau_grid=_floats(tau_grid, "--tau-grid")),
+            transfer=transfer, diagrams=diagrams, out=str(out), seed=seed, progress=progress,
+            **chosen)
+        report = run_bench(config)
+        write_bench_report(report)
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    typer.echo((out / "bench.md").read_text())
+
+
+@app.command()
 def serve(
     scorer: Annotated[Path, typer.Option(help="An exported scorer folder (read once, at start).")]
         = Path("scorer"),
