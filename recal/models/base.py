@@ -55,6 +55,17 @@ class Backend(ABC):
     ) -> Iterator[QuestionSamples]:
         """Sample ``config.n_samples`` answers (and the greedy one) for each prompt."""
 
+    @staticmethod
+    def check_generate_args(question_ids: Sequence[str], prompts: Sequence[Prompt],
+                            config: SamplingConfig) -> None:
+        """The checks every ``generate`` starts with: one prompt per question, a config whose
+        style-dependent settings are filled in."""
+        if len(question_ids) != len(prompts):
+            raise ValueError(f"got {len(question_ids)} question ids for {len(prompts)} prompts")
+        if not config.is_resolved:
+            raise ValueError("resolve the sampling config for a prompt style first "
+                             "(SamplingConfig.resolved(style, chat=...))")
+
     def next_token_logprobs(self, prompts: Sequence[Prompt],
                             candidates: Sequence[str]) -> list[list[float]]:
         """Log-probability that the answer to each prompt begins with each candidate string's

@@ -200,11 +200,7 @@ class TransformersBackend(Backend):
 
     def generate(self, question_ids: Sequence[str], prompts: Sequence[Prompt],
                  config: SamplingConfig) -> Iterator[QuestionSamples]:
-        if len(question_ids) != len(prompts):
-            raise ValueError(f"got {len(question_ids)} question ids for {len(prompts)} prompts")
-        if not config.is_resolved:
-            raise ValueError("resolve the sampling config for a prompt style first "
-                             "(SamplingConfig.resolved(style, chat=...))")
+        self.check_generate_args(question_ids, prompts, config)
         encoded = [self.encode(p) for p in prompts]
         rows_per_question = config.n_samples + int(config.greedy)
         per_chunk = max(1, config.batch_rows // rows_per_question)

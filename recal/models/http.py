@@ -433,11 +433,7 @@ class HTTPBackend(Backend):
 
     def generate(self, question_ids: Sequence[str], prompts: Sequence[Prompt],
                  config: SamplingConfig) -> Iterator[QuestionSamples]:
-        if len(question_ids) != len(prompts):
-            raise ValueError(f"got {len(question_ids)} question ids for {len(prompts)} prompts")
-        if not config.is_resolved:
-            raise ValueError("resolve the sampling config for a prompt style first "
-                             "(SamplingConfig.resolved(style, chat=...))")
+        self.check_generate_args(question_ids, prompts, config)
         if config.tau_grid:
             raise ValueError("tau_grid needs every logit of every step, which a server does not "
                              "return: sample without --tau-grid over HTTP")

@@ -82,11 +82,7 @@ class VLLMBackend(Backend):
     def generate(self, question_ids: Sequence[str], prompts: Sequence[Prompt],
                  config: SamplingConfig) -> Iterator[QuestionSamples]:
         vllm = _import_vllm()
-        if len(question_ids) != len(prompts):
-            raise ValueError(f"got {len(question_ids)} question ids for {len(prompts)} prompts")
-        if not config.is_resolved:
-            raise ValueError("resolve the sampling config for a prompt style first "
-                             "(SamplingConfig.resolved(style, chat=...))")
+        self.check_generate_args(question_ids, prompts, config)
         texts = [self._render(p) for p in prompts]
         # Chunks bound the memory held by finished outputs and let the run store save progress.
         chunk = max(1, config.batch_rows // (config.n_samples + 1))
