@@ -69,27 +69,29 @@ class DataSection:
 
 
 @dataclass(frozen=True)
-class MeasureFlow:
-    """Sample a model on a question set and write a calibration report."""
+class SampledFlow:
+    """What every flow that samples a model names: model, questions, style and sampling."""
 
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     style: Literal["concise", "sentence", "cot"] = "concise"
     shots: int | None = None
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(n_samples=20))
-    measure: MeasureConfig = field(default_factory=MeasureConfig)
-    out: str = "runs/recipe-measure"
     progress: bool = True
 
 
 @dataclass(frozen=True)
-class RecalibrateFlow:
+class MeasureFlow(SampledFlow):
+    """Sample a model on a question set and write a calibration report."""
+
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    out: str = "runs/recipe-measure"
+
+
+@dataclass(frozen=True)
+class RecalibrateFlow(SampledFlow):
     """Sample (recording a temperature grid), fit every repair, export the chosen scorer."""
 
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataSection = field(default_factory=DataSection)
-    style: Literal["concise", "sentence", "cot"] = "concise"
-    shots: int | None = None
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(
         n_samples=20, tau_grid=(0.5, 0.7, 0.85, 1.0, 1.2, 1.5)))
     fit: FitConfig = field(default_factory=FitConfig)
@@ -97,7 +99,6 @@ class RecalibrateFlow:
     """The method to export: a name, 'best' (lowest held-out smooth ECE among those judged
     good), or null to export nothing."""
     out: str = "runs/recipe-recalibrate"
-    progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class FlowSpec:
 FLOWS: Registry[FlowSpec] = Registry("flow")
 
 
-def _sample(flow: MeasureFlow | RecalibrateFlow, out: Path) -> Any:
+def _sample(flow: SampledFlow, out: Path) -> Any:
     from recal.sampling import sample_run
 
     return sample_run(flow.model.load(), flow.data.load(), out=out, config=flow.sampling,

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from recal.prompts import Prompt
 from recal.samples import QuestionSamples, SamplingConfig
 
-__all__ = ["ModelKind", "ModelIdentity", "Backend"]
+__all__ = ["ModelKind", "ModelIdentity", "Backend", "first_token_ids"]
 
 ModelKind = Literal["chat", "base"]
 
@@ -32,6 +32,17 @@ class ModelIdentity:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def first_token_ids(tokenizer: Any, candidates: Sequence[str]) -> list[int]:
+    """The first token id of each candidate string (what ``next_token_logprobs`` reads)."""
+    firsts = []
+    for text in candidates:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"candidate {text!r} encodes to no tokens")
+        firsts.append(ids[0])
+    return firsts
 
 
 class Backend(ABC):

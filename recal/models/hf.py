@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recal.models.base import Backend, ModelIdentity, ModelKind
+from recal.models.base import Backend, ModelIdentity, ModelKind, first_token_ids
 from recal.models.packaged import PACKAGED_MODELS, cache_dir, fetch_gguf
 from recal.models.rng import row_keys, uniforms
 from recal.prompts import Prompt
@@ -183,12 +183,7 @@ class TransformersBackend(Backend):
     @torch.inference_mode()
     def next_token_logprobs(self, prompts: Sequence[Prompt],
                             candidates: Sequence[str]) -> list[list[float]]:
-        firsts = []
-        for text in candidates:
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            if not ids:
-                raise ValueError(f"candidate {text!r} encodes to no tokens")
-            firsts.append(ids[0])
+        firsts = first_token_ids(self.tokenizer, candidates)
         out: list[list[float]] = []
         for prompt in prompts:  # one at a time: prompts differ in length and are few
             ids = torch.tensor([self.encode(prompt)])

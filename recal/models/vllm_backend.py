@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from recal.models.base import Backend, ModelIdentity, ModelKind
+from recal.models.base import Backend, ModelIdentity, ModelKind, first_token_ids
 from recal.models.rng import row_keys
 from recal.prompts import Prompt
 from recal.samples import QuestionSamples, Sample, SamplingConfig
@@ -118,12 +118,7 @@ class VLLMBackend(Backend):
         """Exact: each candidate's first token is appended to the prompt and its log-prob read
         from ``prompt_logprobs``."""
         vllm = _import_vllm()
-        firsts = []
-        for text in candidates:
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            if not ids:
-                raise ValueError(f"candidate {text!r} encodes to no tokens")
-            firsts.append(ids[0])
+        firsts = first_token_ids(self.tokenizer, candidates)
         params = vllm.SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
         out: list[list[float]] = []
         for prompt in prompts:
