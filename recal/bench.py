@@ -75,6 +75,13 @@ class BenchConfig:
     """recal's repairs: post-hoc recalibrators, 'sampling_temperature', LoRA methods."""
     peers: tuple[str, ...] = DEFAULT_PEERS
     """Peer baselines from netcal and scikit-learn, fitted on the same scores."""
+    tuning: dict[str, Any] = field(default_factory=dict)
+    """Settings of the LoRA methods (fields of :mod:`recal.tuning`'s configs: max_epochs,
+    train_layers, learning_rate, eval_samples, ...); each method takes the ones its config has.
+    The split comes from calibration_fraction and seed below."""
+    tuning_datasets: tuple[str, ...] | None = None
+    """Datasets the LoRA methods train on (None: every one). Training takes minutes per model
+    and dataset on a CPU."""
     calibration_fraction: float = 0.5
     """Share of each set's questions the methods are fitted on; the rest judges them."""
     transfer: bool = True
@@ -118,9 +125,44 @@ class BenchConfig:
                              f"{self.calibration_fraction}")
         if self.n_resamples < 1:
             raise ValueError(f"n_resamples must be positive, got {self.n_resamples}")
+        _check_tuning(self)
 
     def collapse_for(self, dataset: str) -> str:
         return self.collapse or DATASET_COLLAPSE.get(Path(dataset).stem.lower(), "normalized")
+
+    def tuning_for(self, dataset: str) -> dict[str, Any]:
+        """The LoRA methods' settings on ``dataset`` (the bench's split and bootstrap size)."""
+        return {"calibration_fraction": self.calibration_fraction, "seed": self.seed,
+                "n_resamples": self.n_resamples, "collapse": self.collapse_for(dataset),
+                **self.tuning}
+
+
+def _check_tuning(config: BenchConfig) -> None:
+    import difflib
+    from dataclasses import fields
+
+    from recal.tuning.config import AmortisedConfig, ConfidenceHeadConfig, DistributionConfig
+
+    object.__setattr__(config, "tuning", dict(config.tuning))
+    known = {f.name for c in (AmortisedConfig, ConfidenceHeadConfig, DistributionConfig)
+             for f in fields(c)}
+    owned = {"calibration_fraction", "seed", "collapse"}  # the bench's, so rows compare
+    for key in config.tuning:
+        if key in owned:
+            raise ValueError(f"tuning.{key} is set by the bench (its {key}), not per method")
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known - owned), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"tuning has an unknown setting {key!r}{hint}")
+    if config.tuning:  # a bad value fails now, not after sampling
+        for cls in (AmortisedConfig, ConfidenceHeadConfig, DistributionConfig):
+            names = {f.name for f in fields(cls)}
+            cls(**{k: v for k, v in config.tuning.items() if k in names})
+    if config.tuning_datasets is not None:
+        object.__setattr__(config, "tuning_datasets", tuple(config.tuning_datasets))
+        stray = [d for d in config.tuning_datasets if d not in config.datasets]
+        if stray:
+            raise ValueError(f"tuning_datasets names {stray} that datasets does not")
 
 
 @dataclass
@@ -347,13 +389,18 @@ def _judge_cell(model: str, dataset: str, store: RunStore, config: BenchConfig, 
         cell = CellData(model=model, dataset=dataset, scorer=scorer_name, store=store,
                         items=items, collapser=collapser, confidence=conf, correct=corr,
                         calibration_idx=cal_idx, heldout_idx=held_idx, seed=config.seed,
-                        load_backend=lambda m=model: models.get(m))
+                        load_backend=lambda m=model: models.get(m),
+                        workdir=Path(config.out) / "tuned" / store.path.name,
+                        tuning=config.tuning_for(dataset))
         out[scorer_name] = cell
         sequences = _sequences(scorer_name, int(sampling["n_samples"]),
                                bool(sampling.get("greedy")))
         accuracy_before = float(corr[held_idx].mean())
         for method_name in (*config.methods, *config.peers):
             method = BENCH_METHODS.get(method_name)
+            if (method.family == "lora" and config.tuning_datasets is not None
+                    and dataset not in config.tuning_datasets):
+                continue
             t0 = time.perf_counter()
             try:
                 outcome: MethodOutcome | None = method.run(cell)

@@ -13,15 +13,27 @@ netcal:<name>             peer       netcal's temperature, logistic, beta, histo
                                      isotonic, fitted on the same scores
 sklearn:isotonic/platt    peer       scikit-learn's IsotonicRegression and
                                      LogisticRegression on logit(confidence)
+lora:confidence_head      lora       P(yes) to "is this answer correct?" after LoRA
+                                     calibration tuning (:mod:`recal.tuning`)
+lora:amortised            lora       a head that predicts from the question alone
+                                     whether the modal answer is right
+lora:distribution         lora       LoRA toward the model's own sharpened class
+                                     distribution; judged on the tuned model's samples
 ========================  =========  ==================================================
 
-LoRA methods register here too when :mod:`recal.tuning` is importable.
+The LoRA methods train on the calibration questions (less a validation share that stops them
+early), through :func:`recal.tuning.tune`, with the same held-out questions as every other row.
+Their confidence is their own readout, so they run once per cell, on the ``modal_share`` scorer's
+row; they need an in-process transformers model, and they do not transfer (judging another set
+would mean running the tuned model on it).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +66,10 @@ class CellData:
     seed: int
     load_backend: Callable[[], Any]
     """The model's backend, loaded on first call (methods that train or ask the model)."""
+    workdir: Path | None = None
+    """A folder for what methods train on this cell (adapters); None: methods that train refuse."""
+    tuning: dict[str, Any] = field(default_factory=dict)
+    """Settings of the LoRA methods' configs (the split's fraction and seed included)."""
     heldout_confidence: dict[str, np.ndarray] = field(default_factory=dict)
     heldout_correct: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -233,3 +249,88 @@ class _SklearnPlatt(BenchMethod):
 
 BENCH_METHODS.register("sklearn:isotonic", _SklearnIsotonic())
 BENCH_METHODS.register("sklearn:platt", _SklearnPlatt())
+
+
+# --------------------------------------------------------------------------- LoRA methods
+
+
+@dataclass
+class _Tuned(BenchMethod):
+    """A :mod:`recal.tuning` method, trained on the cell's calibration split and judged on its
+    held-out split; a second bench run reuses the stored result when the config is unchanged."""
+
+    tuning_method: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    family: str = "lora"
+    transferable: bool = False
+
+    def config(self, cell: CellData) -> Any:
+        from dataclasses import fields
+
+        from recal.tuning import get_method
+
+        cls = get_method(self.tuning_method).config_cls
+        names = {f.name for f in fields(cls)}
+        settings = {**self.defaults, **cell.tuning, "collapse": cell.collapser.name}
+        return cls(**{k: v for k, v in settings.items() if k in names})
+
+    def run(self, cell: CellData) -> MethodOutcome | None:
+        from recal.models.hf import TransformersBackend
+        from recal.tuning import HeldoutScores, tune
+        from recal.tuning.run import HELDOUT_FILE
+
+        if cell.scorer != "modal_share":
+            return None  # its confidence is its own readout: one row per cell
+        if cell.workdir is None:
+            raise ValueError("this cell has no work folder for the adapter")
+        config = self.config(cell)
+        # One folder per training setup: a changed config trains afresh and keeps the old one
+        # (loop limits are not in the digest: raising max_epochs resumes the same run).
+        folder = cell.workdir / f"{self.tuning_method}-{config.digest()}"
+        ids = tuple(cell.items[i].question.id for i in cell.heldout_idx)
+        scores = _stored_scores(folder / HELDOUT_FILE, config.to_dict(), ids)
+        reused = scores is not None
+        if scores is None:
+            backend = cell.load_backend()
+            if not isinstance(backend, TransformersBackend):
+                raise TypeError(f"{self.tuning_method} trains a LoRA adapter in process, but "
+                                f"{cell.model!r} loaded as {type(backend).__name__}: give a "
+                                "packaged model name or a local transformers folder")
+            tune(cell.store, config, folder, backend=backend, progress=False)
+            scores = HeldoutScores.load(folder / HELDOUT_FILE)
+            if scores.ids != ids:
+                raise RuntimeError(f"{self.tuning_method} judged other held-out questions than "
+                                   "the bench's split: its row would not be comparable")
+        conf, corr = scores.rows[scores.tuned]
+        report = json.loads((folder / "report.json").read_text())
+        m = float(cell.store.manifest["sampling"]["n_samples"])
+        eval_samples = getattr(config, "eval_samples", None)
+        return MethodOutcome(
+            conf, corr,
+            detail={"readout": scores.tuned, "reused": reused,
+                    "train_seconds": report["training"]["seconds"],
+                    "epochs": report["training"]["epochs"], "n_train": report["n_train"],
+                    "n_val": report["n_val"], "adapter": report["adapter"]},
+            # the distribution method is judged on fresh samples of the tuned model; the others
+            # read one more forward pass beside the scorer's samples
+            sequences_factor=eval_samples / m if eval_samples else 1.0,
+            extra_sequences=0.0 if eval_samples else 1.0)
+
+
+def _stored_scores(path: Path, config: dict[str, Any], ids: tuple[str, ...]) -> Any:
+    """The held-out scores at ``path`` if they came from this config on these questions."""
+    from recal.tuning import HeldoutScores
+
+    if not path.exists() or not (path.parent / "report.json").exists():
+        return None
+    scores = HeldoutScores.load(path)
+
+    def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return json.dumps(a, sort_keys=True, default=list) == json.dumps(b, sort_keys=True,
+                                                                         default=list)
+    return scores if scores.ids == ids and same(scores.config, config) else None
+
+
+for _name, _defaults in {"confidence_head": {}, "amortised": {"target": "correct"},
+                         "distribution": {"target": "sharpen"}}.items():
+    BENCH_METHODS.register(f"lora:{_name}", _Tuned(_name, _defaults))

@@ -206,10 +206,69 @@ def test_missing_named_sets_are_skipped_with_the_reason(tmp_path, monkeypatch):
     ({"datasets": ("builtin", "builtin")}, "names 'builtin' twice"),
     ({"limit": 2}, "limit must be at least 4"),
     ({"calibration_fraction": 1.0}, "calibration_fraction"),
+    ({"tuning": {"max_epoch": 2}}, "did you mean 'max_epochs'"),
+    ({"tuning": {"seed": 3}}, "set by the bench"),
+    ({"tuning": {"max_epochs": 0}}, "max_epochs must be at least 1"),
+    ({"tuning_datasets": ("sciq",)}, "that datasets does not"),
 ])
 def test_bench_config_refuses_bad_settings(change, message):
     with pytest.raises((ValueError, KeyError), match=message):
         BenchConfig(**change)
+
+
+def test_lora_methods_train_on_the_calibration_split_and_are_reused(tmp_path):
+    """The LoRA methods on the tiny model: one row each (on the modal share), judged on the
+    bench's held-out questions, restricted to tuning_datasets, and reused on a second run."""
+    sets = (str(_write_set(tmp_path / "one.jsonl", "o", 16)),
+            str(_write_set(tmp_path / "two.jsonl", "t", 16)))
+    loads: list[str] = []
+
+    def loader(name: str) -> Backend:
+        loads.append(name)
+        return make_backend(chat=False)
+
+    config = BenchConfig(
+        models=("tiny",), datasets=sets, limit=None,
+        sampling=SamplingConfig(n_samples=6, max_new_tokens=1),
+        scorers=("modal_share", "greedy_likelihood"),
+        methods=("identity", "lora:confidence_head", "lora:amortised", "lora:distribution"),
+        peers=(), tuning={"yes": "a", "no": "b", "max_epochs": 2, "learning_rate": 1e-2,
+                          "eval_samples": 3},
+        tuning_datasets=sets[:1], n_resamples=20, out=str(tmp_path / "out"), progress=False,
+        diagrams=False)
+    report = run_bench(config, loader=loader)
+    lora = [r for r in report.rows if r.family == "lora"]
+    assert sorted(r.method for r in lora) == ["lora:amortised", "lora:confidence_head",
+                                              "lora:distribution"]
+    identity = next(r for r in report.rows if r.method == "identity"
+                    and r.scorer == "modal_share" and r.dataset == sets[0])
+    for row in lora:
+        assert row.error is None, row.error
+        assert (row.dataset, row.scorer) == (sets[0], "modal_share")
+        assert row.detail["reused"] is False and row.detail["n_train"] + row.detail["n_val"] == 8
+        assert len(row.arrays[0]) == 8 and np.all((row.arrays[0] >= 0) & (row.arrays[0] <= 1))
+        assert not np.array_equal(row.arrays[0], identity.arrays[0])  # its own readout
+        folder = Path(config.out) / "tuned" / Path(report.runs[f"tiny/{sets[0]}"]["run"]).name
+        [adapter] = folder.glob(f"{row.method.split(':')[1]}-*/adapter/recal_tuning.json")
+    by = {r.method: r for r in lora}
+    # the confidence head and the amortised head judge the stored modal answers; the
+    # distribution method judges the tuned model's own samples (3 per question, not 6)
+    assert np.array_equal(by["lora:confidence_head"].arrays[1], identity.arrays[1])
+    assert by["lora:confidence_head"].sequences_per_question == 7
+    assert by["lora:distribution"].sequences_per_question == 3
+    assert not any(t.method.startswith("lora:") for t in report.transfer)
+
+    loads.clear()
+    again = run_bench(config, loader=loader)
+    assert loads == []  # samples and adapters stored: no model load
+    for row in (r for r in again.rows if r.family == "lora"):
+        assert row.detail["reused"] is True
+        assert np.array_equal(row.arrays[0], by[row.method].arrays[0])
+    changed = BenchConfig(**{**config.__dict__, "tuning": {**config.tuning, "rank": 4},
+                             "methods": ("lora:amortised",)})
+    [retrained] = [r for r in run_bench(changed, loader=loader).rows if r.family == "lora"]
+    assert retrained.error is None, retrained.error
+    assert retrained.detail["reused"] is False and loads == ["tiny"]
 
 
 def test_cli_bench_on_the_tiny_model(tiny_model_dir, tmp_path):

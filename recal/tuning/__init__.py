@@ -24,13 +24,20 @@ from recal.tuning.config import (
     TrainConfig,
     config_from_dict,
 )
-from recal.tuning.run import TuneReport, export_tuned_scorer, load_tuned, save_adapter, tune
+from recal.tuning.run import (
+    HeldoutScores,
+    TuneReport,
+    export_tuned_scorer,
+    load_tuned,
+    save_adapter,
+    tune,
+)
 from recal.tuning.split import TuningSplit, tuning_split
 from recal.tuning.trainer import TrainResult
 
 __all__ = [
     "TUNING_METHODS", "AmortisedConfig", "ConfidenceHeadConfig", "DistributionConfig",
-    "Evaluation", "TrainConfig", "TrainResult", "TuneReport", "TunedModel", "TuningMethod",
-    "TuningSplit", "config_from_dict", "export_tuned_scorer", "get_method", "load_tuned",
-    "save_adapter", "tune", "tuning_split",
+    "Evaluation", "HeldoutScores", "TrainConfig", "TrainResult", "TuneReport", "TunedModel",
+    "TuningMethod", "TuningSplit", "config_from_dict", "export_tuned_scorer", "get_method",
+    "load_tuned", "save_adapter", "tune", "tuning_split",
 ]

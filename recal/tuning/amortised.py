@@ -125,5 +125,6 @@ class AmortisedConfidence(TuningMethod):
                 if predicted.std() > 0 and modal.std() > 0 else float("nan"))
         return Evaluation({"modal share (sampled)": (modal, correct),
                            "amortised (one pass)": (predicted, correct)},
+                          "amortised (one pass)",
                           {"mae_vs_modal_share": float(np.abs(predicted - modal).mean()),
                            "pearson_vs_modal_share": corr})

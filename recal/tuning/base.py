@@ -147,7 +147,14 @@ class Evaluation:
     """Held-out (confidence, correct) arrays by row name, before and after, and extra figures."""
 
     rows: dict[str, tuple[np.ndarray, np.ndarray]]
+    tuned: str
+    """The name of the row read off the tuned model (what a scorer or a bench reports)."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tuned not in self.rows:
+            raise ValueError(f"the tuned row {self.tuned!r} is not among the rows "
+                             f"{sorted(self.rows)}")
 
 
 TUNING_METHODS: Registry[type[TuningMethod]] = Registry("tuning method")

@@ -181,6 +181,7 @@ class ConfidenceHead(TuningMethod):
         return Evaluation({"modal share (sampled)": (modal, correct),
                            "P(yes), frozen model": (before, correct),
                            "P(yes), tuned": (after, correct)},
+                          "P(yes), tuned",
                           {"answer_kl_per_token": float(np.mean(kls)) if kls else None})
 
 

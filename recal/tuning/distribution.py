@@ -203,7 +203,7 @@ class DistributionMatching(TuningMethod):
                 "after (tuned model samples)": _modal_arrays(after, collapser)}
         if self.cfg.target != "reference":
             rows["target on the stored samples"] = self._target_arrays(before, collapser)
-        return Evaluation(rows, {
+        return Evaluation(rows, "after (tuned model samples)", {
             "eval_samples": m, "beta": self.beta,
             "well_formed_before": _well_formed(before), "well_formed_after": _well_formed(after),
             "mean_answer_tokens_before": _mean_tokens(before),

@@ -9,6 +9,7 @@
 ``adapter_model.safetensors``; ``head.safetensors`` when the method has a head; and
 ``recal_tuning.json``: the method's config, the base model's identity, the prompt style and the
 split), ``checkpoints/`` (best and last, for resuming), ``report.json`` and ``table.md``, and
+``heldout.json`` (each held-out question's readouts, row by row, for benches and plots) and
 ``scorer/``: a calibrated scorer artifact that references the adapter.
 """
 
@@ -21,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from recal import __version__
 from recal.confidence import classify_run
 from recal.metrics import BootstrapResult, compute_all
@@ -32,11 +35,43 @@ from recal.tuning.config import TrainConfig, config_from_dict
 from recal.tuning.split import TuningSplit, tuning_split
 from recal.tuning.trainer import HEAD_FILE, TrainResult, make_peft, save_weights, train
 
-__all__ = ["TuneReport", "tune", "save_adapter", "load_tuned", "export_tuned_scorer",
-           "ADAPTER_META"]
+__all__ = ["TuneReport", "HeldoutScores", "tune", "save_adapter", "load_tuned",
+           "export_tuned_scorer", "ADAPTER_META", "HELDOUT_FILE"]
 
 ADAPTER_META = "recal_tuning.json"
+HELDOUT_FILE = "heldout.json"
 _ADAPTER_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class HeldoutScores:
+    """Each judged held-out question's (confidence, correct), row by row, as ``tune`` measured
+    them; ``tuned`` names the row read off the tuned model."""
+
+    ids: tuple[str, ...]
+    rows: dict[str, tuple[np.ndarray, np.ndarray]]
+    tuned: str
+    config: dict[str, Any]
+    """The tuning config that produced them (``TrainConfig.to_dict``)."""
+
+    def save(self, path: Path) -> None:
+        doc = {"ids": list(self.ids), "tuned": self.tuned, "config": self.config,
+               "rows": {name: {"confidence": conf.tolist(), "correct": corr.tolist()}
+                        for name, (conf, corr) in self.rows.items()}}
+        path.write_text(json.dumps(doc, indent=1, sort_keys=True, default=list) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> HeldoutScores:
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+            rows = {name: (np.asarray(r["confidence"], dtype=float),
+                           np.asarray(r["correct"], dtype=float))
+                    for name, r in doc["rows"].items()}
+            return cls(tuple(doc["ids"]), rows, doc["tuned"], dict(doc["config"]))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path} is not a readable {HELDOUT_FILE} ({err}); delete it and "
+                             "tune again") from err
 
 
 @dataclass
@@ -50,6 +85,8 @@ class TuneReport:
     training: TrainResult
     heldout: dict[str, dict[str, BootstrapResult]]
     """Metrics with bootstrap intervals of each row (before / after), on held-out questions."""
+    tuned_row: str
+    """The row of ``heldout`` read off the tuned model."""
     extra: dict[str, Any] = field(default_factory=dict)
     adapter: str = ""
     adapter_sha256: str = ""
@@ -62,7 +99,7 @@ class TuneReport:
                 "n_val_rows": self.n_val_rows, "training": self.training.to_dict(),
                 "heldout": {row: {k: asdict(v) for k, v in m.items()}
                             for row, m in self.heldout.items()},
-                "extra": self.extra, "adapter": self.adapter,
+                "tuned_row": self.tuned_row, "extra": self.extra, "adapter": self.adapter,
                 "adapter_sha256": self.adapter_sha256, "eval_seconds": self.eval_seconds}
 
     def table(self) -> str:
@@ -182,9 +219,11 @@ def tune(store: RunStore, config: TrainConfig, out: str | Path, *,
     heldout = {name: compute_all(conf, corr, n_resamples=config.n_resamples, seed=config.seed)
                for name, (conf, corr) in evaluation.rows.items()}
     report = TuneReport(config, model_id, style, split, len(train_rows), len(val_rows), result,
-                        heldout, {"n_heldout_judged": len(judged), **evaluation.extra},
-                        str(out / "adapter"), sha,
-                        time.perf_counter() - start)
+                        heldout, evaluation.tuned,
+                        {"n_heldout_judged": len(judged), **evaluation.extra},
+                        str(out / "adapter"), sha, time.perf_counter() - start)
+    HeldoutScores(tuple(it.question.id for it in judged), evaluation.rows, evaluation.tuned,
+                  config.to_dict()).save(out / HELDOUT_FILE)
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True,
                                                 default=float) + "\n")
     (out / "table.md").write_text(report.table() + "\n")
@@ -198,7 +237,7 @@ def export_tuned_scorer(report: TuneReport, store: RunStore) -> Any:
     from recal.calibrators import IdentityRecalibrator
     from recal.scorer import AdapterRef, CalibratedScorer
 
-    after = list(report.heldout)[-1]
+    after = report.tuned_row
     identity = IdentityRecalibrator().fit([0.0, 1.0], [0, 1])
     return CalibratedScorer(
         recalibrator=identity, collapse=report.config.collapse, scorer="modal_share",
