@@ -577,6 +577,11 @@ def bench(
              "empty: none.")] = None,
     scorers: Annotated[str | None, typer.Option(
         help="Comma-separated confidence scorers.")] = None,
+    tuning: Annotated[list[str] | None, typer.Option(
+        help="A setting of the LoRA methods, KEY=VALUE (repeatable), e.g. max_epochs=2.")]
+        = None,
+    tune_on: Annotated[list[str] | None, typer.Option(
+        help="A dataset the LoRA methods train on (repeatable; default: every one).")] = None,
     transfer: Annotated[bool, typer.Option(help="Fit on one dataset, judge on another.")] = True,
     diagrams: Annotated[bool, typer.Option(help="Draw a reliability figure per method.")] = True,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/bench"),
@@ -585,6 +590,7 @@ def bench(
 ) -> None:
     """Compare every confidence scorer x repair method on the same samples."""
     from recal.bench import BenchConfig, run_bench, write_bench_report
+    from recal.recipes import parse_override
     from recal.samples import SamplingConfig
 
     def names(text: str) -> tuple[str, ...]:
@@ -600,7 +606,8 @@ def bench(
             sampling=SamplingConfig(n_samples=samples, temperature=temperature, seed=seed,
                                     tau_grid=_floats(tau_grid, "--tau-grid")),
             transfer=transfer, diagrams=diagrams, out=str(out), seed=seed, progress=progress,
-            **chosen)
+            tuning=dict(parse_override(t) for t in tuning or ()),
+            tuning_datasets=tuple(tune_on) if tune_on else None, **chosen)
         report = run_bench(config)
         write_bench_report(report)
     except _errors() as exc:

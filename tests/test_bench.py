@@ -283,6 +283,10 @@ def test_cli_bench_on_the_tiny_model(tiny_model_dir, tmp_path):
     bad = CliRunner().invoke(app, ["bench", "--methods", "isotonc", "--out",
                                    str(tmp_path / "x")])
     assert bad.exit_code == 2 and "did you mean 'isotonic'" in bad.output
+    for option, message in (("max_epoch=2", "did you mean 'max_epochs'"),
+                            ("max_epochs", "must look like key=value")):
+        bad = CliRunner().invoke(app, ["bench", "--tuning", option, "--out", str(tmp_path / "x")])
+        assert bad.exit_code == 2 and message in bad.output, bad.output
 
 
 def test_results_page_holds_the_headline_tables(tiny_bench, tmp_path):
