@@ -156,7 +156,11 @@ class CalibratedScorer:
         if self.backend is None:
             from recal.models import load_backend
 
-            self.backend = load_backend(self.model["name"], kind=self.model.get("kind"))
+            if self.model.get("backend") == "http":  # fitted through a server: ask it again
+                self.backend = load_backend(self.model["source"], kind=self.model.get("kind"),
+                                            served_model=self.model["name"])
+            else:
+                self.backend = load_backend(self.model["name"], kind=self.model.get("kind"))
             found = self.backend.identity.config_hash
             if found != self.model.get("config_hash"):
                 raise ScorerFormatError(

@@ -189,3 +189,19 @@ def test_cli_samples_through_the_server_and_reports_an_unreachable_one(llama_ser
                                  "--out", str(tmp_path / "dead"), "--no-progress"])
     assert result.exit_code == 2
     assert "error:" in result.output and "server is running" in result.output
+
+
+def test_a_scorer_fitted_through_the_server_scores_through_it_again(llama_run, llama_server,
+                                                                    tmp_path):
+    """The exported scorer remembers the server: loaded with no backend, it samples there."""
+    from recal.repair import FitConfig, export_scorer
+    from recal.scorer import load_scorer
+
+    folder = export_scorer(llama_run, "temperature", FitConfig(n_resamples=20)).save(
+        tmp_path / "scorer")
+    scorer = load_scorer(folder)
+    assert scorer.backend is None
+    answer = scorer.score(_questions()[0])
+    assert scorer.backend.identity.backend == "http"
+    assert scorer.backend.identity.config_hash == llama_run.manifest["model"]["config_hash"]
+    assert sum(answer.classes.values()) == LLAMA_RUN_SAMPLES and 0 <= answer.confidence <= 1
