@@ -37,6 +37,7 @@ from recal.metrics import _smooth_ece_compute, smooth_ece
 from recal.samples import SamplingConfig
 from recal.sampling import sample_run
 from recal.semantic.base import Collapser, get_collapser
+from recal.synthetic.lora_repairs import LORA_REPAIRS
 from recal.synthetic.model import (
     ModelConfig,
     TrainConfig,
@@ -63,13 +64,14 @@ _FULL: dict[str, Any] = dict(
     num_hidden_layers=1, initializer_range=0.1, train_steps=1200, train_lr=4e-3,
     train_batch_size=64, train_warmup=30, train_group_by_prompt=False, rl_steps=40,
     dpo_steps=60, n_samples=50, n_resamples=1000, floor_repeats=200, styles=SYNTH_STYLES,
-    tau_grid=DEFAULT_TAU_GRID)
+    tau_grid=DEFAULT_TAU_GRID,
+    repair_methods=("posthoc", "sampling_temperature", *LORA_REPAIRS))
 _REDUCED: dict[str, Any] = dict(
     n_entities=60, corpus_per_question=20, hidden_size=64, intermediate_size=128,
     num_hidden_layers=2, initializer_range=0.1, train_steps=400, train_lr=3e-3,
     train_batch_size=64, train_warmup=20, train_group_by_prompt=False, rl_steps=30,
     dpo_steps=40, n_samples=50, n_resamples=300, floor_repeats=100, styles=("concise",),
-    tau_grid=(1.0, 1.5, 2.0, 3.0))
+    tau_grid=(1.0, 1.5, 2.0, 3.0), repair_methods=("posthoc", "sampling_temperature"))
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,11 @@ class SynthConfig:
     repairs: bool = True
     """Apply ``repair_methods`` to the models of ``repair_models``, each fitted on half the
     questions and judged on the other half."""
-    repair_methods: tuple[str, ...] = ("posthoc", "sampling_temperature")
-    """Registered synthetic repairs (:mod:`recal.synthetic.repairs`), applied in this order."""
+    repair_methods: tuple[str, ...] | None = None
+    """Registered synthetic repairs (:mod:`recal.synthetic.repairs`), applied in this order.
+    None: post-hoc maps, the sampling temperature and the three LoRA repairs
+    (:mod:`recal.synthetic.lora_repairs`) in the full run; the reduced run leaves the LoRA ones
+    out to stay under a minute."""
     repair_models: tuple[str, ...] = ("rl", "dpo")
     """Post-trained models the repairs are applied to ('rl', 'dpo')."""
     tau_grid: tuple[float, ...] | None = None
@@ -159,9 +164,10 @@ class SynthConfig:
             if "concise" not in self.styles:
                 raise ValueError("styles must include 'concise' (post-training uses it)")
         object.__setattr__(self, "m_sweep", tuple(int(m) for m in self.m_sweep))
-        object.__setattr__(self, "repair_methods", tuple(self.repair_methods))
-        for name in self.repair_methods:
-            get_synth_repair(name)  # unknown names fail now, with did-you-mean
+        if self.repair_methods is not None:
+            object.__setattr__(self, "repair_methods", tuple(self.repair_methods))
+            for name in self.repair_methods:
+                get_synth_repair(name)  # unknown names fail now, with did-you-mean
         object.__setattr__(self, "repair_models", tuple(self.repair_models))
         bad = [m for m in self.repair_models if m not in ("rl", "dpo")]
         if bad:
@@ -526,7 +532,11 @@ def write_synth_report(report: SynthReport, out: str | Path) -> Path:
                   "|---|---|---|---|---|"]
         for name, methods in report.repairs.items():
             for method, v in methods.items():
-                label = method + (f" (T = {v['tau']:g}, {v['estimate']})" if "tau" in v else "")
+                label = method
+                if "tau" in v:
+                    label += f" (T = {v['tau']:g}, {v['estimate']})"
+                elif "best_epoch" in v:  # a LoRA repair: its readout and training length
+                    label += f" ({v['estimate']}, best epoch {v['best_epoch']} of {v['epochs']})"
                 lines.append(f"| {name} | {label} | {_ci(v['smooth_ece'])} | "
                              f"{v['accuracy']:.3f} | {v['verdict']} |")
     if (out / "reliability.png").exists() and cfg.diagrams:
