@@ -391,7 +391,7 @@ def _judge_cell(model: str, dataset: str, store: RunStore, config: BenchConfig, 
                         calibration_idx=cal_idx, heldout_idx=held_idx, seed=config.seed,
                         load_backend=lambda m=model: models.get(m),
                         workdir=Path(config.out) / "tuned" / store.path.name,
-                        tuning=config.tuning_for(dataset))
+                        tuning=config.tuning_for(dataset), progress=config.progress)
         out[scorer_name] = cell
         sequences = _sequences(scorer_name, int(sampling["n_samples"]),
                                bool(sampling.get("greedy")))

@@ -70,6 +70,8 @@ class CellData:
     """A folder for what methods train on this cell (adapters); None: methods that train refuse."""
     tuning: dict[str, Any] = field(default_factory=dict)
     """Settings of the LoRA methods' configs (the split's fraction and seed included)."""
+    progress: bool = False
+    """Show progress bars for long work (training)."""
     heldout_confidence: dict[str, np.ndarray] = field(default_factory=dict)
     heldout_correct: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -296,7 +298,7 @@ class _Tuned(BenchMethod):
                 raise TypeError(f"{self.tuning_method} trains a LoRA adapter in process, but "
                                 f"{cell.model!r} loaded as {type(backend).__name__}: give a "
                                 "packaged model name or a local transformers folder")
-            tune(cell.store, config, folder, backend=backend, progress=False)
+            tune(cell.store, config, folder, backend=backend, progress=cell.progress)
             scores = HeldoutScores.load(folder / HELDOUT_FILE)
             if scores.ids != ids:
                 raise RuntimeError(f"{self.tuning_method} judged other held-out questions than "
