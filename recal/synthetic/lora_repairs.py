@@ -163,7 +163,7 @@ def lora_repair(ctx: RepairContext, method: str, settings: LoraSettings | None =
         raise RuntimeError("recal.tuning.tune judged other held-out questions than the "
                            "synthetic repairs")
     row = _TUNED_ROW[method]
-    if row not in report.heldout:
+    if row not in report.heldout or getattr(report, "tuned_row", row) != row:
         raise RuntimeError(f"the {method} report has no row {row!r} (rows: "
                            f"{', '.join(report.heldout)})")
     metrics: dict[str, BootstrapResult] = report.heldout[row]
