@@ -19,6 +19,9 @@ The synthetic vocabulary has no "yes" or "no": the confidence head reads the log
 the world's questions always hold, ``" is"`` (yes) and ``" does"`` (no), and the yes/no prompt's
 other unknown words (Question, Proposed, ...) encode to the unknown token. The readout is learnt
 from nothing either way: the base model never saw a yes/no question.
+
+On the full world (seed 0) none of the three repairs the RL or DPO model as a post-hoc map does;
+the README's synthetic section gives the table and the reasons.
 """
 
 from __future__ import annotations
@@ -50,15 +53,22 @@ class LoraSettings:
     """The training settings of one LoRA repair on the synthetic models (1 or 2 layers)."""
 
     rank: int = 8
+    """LoRA rank r."""
     alpha: float = 16.0
+    """LoRA scaling alpha (the update is scaled by alpha / r)."""
     learning_rate: float = 1e-3
+    """AdamW learning rate of the adapter."""
     max_epochs: int = 10
+    """Passes over the training rows at most (120 questions in the full world)."""
     patience: int = 3
+    """Stop after this many epochs without a better validation loss."""
     batch_size: int = 8
+    """Training rows per optimiser step."""
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                        "up_proj", "down_proj")
     """Every linear layer of the synthetic Llama (it has no others worth adapting)."""
     max_steps: int | None = None
+    """Stop after this many optimiser steps (None: no limit)."""
     head_learning_rate: float = 1e-3
     """Learning rate of the amortised method's head (the other methods have none)."""
 
