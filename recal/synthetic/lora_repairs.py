@@ -82,9 +82,7 @@ LORA_SETTINGS: dict[str, LoraSettings] = {
 1e-3, 2e-3 and 5e-3 (and, for the amortised head, 1e-4 to 1e-2): 5e-3 overshot (validation loss
 up from the first epoch). The amortised method kept its untrained head at every setting."""
 
-_TUNED_ROW = {"confidence_head": "P(yes), tuned", "amortised": "amortised (one pass)",
-              "distribution": "after (tuned model samples)"}
-"""The row of ``TuneReport.heldout`` read off the tuned model."""
+_METHODS = ("confidence_head", "amortised", "distribution")
 
 
 def lora_config(method: str, ctx: RepairContext, settings: LoraSettings | None = None) -> Any:
@@ -92,9 +90,9 @@ def lora_config(method: str, ctx: RepairContext, settings: LoraSettings | None =
     at the context's seed), bootstrap and M, and the method's settings."""
     from recal.tuning import AmortisedConfig, ConfidenceHeadConfig, DistributionConfig
 
-    if method not in _TUNED_ROW:
+    if method not in _METHODS:
         raise ValueError(f"unknown LoRA repair method {method!r} (known: "
-                         f"{', '.join(_TUNED_ROW)})")
+                         f"{', '.join(_METHODS)})")
     s = settings or LORA_SETTINGS[method]
     common: dict[str, Any] = {f.name: getattr(s, f.name) for f in fields(s)
                               if f.name != "head_learning_rate"}
@@ -172,10 +170,7 @@ def lora_repair(ctx: RepairContext, method: str, settings: LoraSettings | None =
     if report.split.heldout_ids != ctx.heldout_ids:
         raise RuntimeError("recal.tuning.tune judged other held-out questions than the "
                            "synthetic repairs")
-    row = _TUNED_ROW[method]
-    if row not in report.heldout or getattr(report, "tuned_row", row) != row:
-        raise RuntimeError(f"the {method} report has no row {row!r} (rows: "
-                           f"{', '.join(report.heldout)})")
+    row = report.tuned_row
     metrics: dict[str, BootstrapResult] = report.heldout[row]
     sm = metrics["smooth_ece"]
     t = report.training
@@ -200,5 +195,5 @@ def _registered(method: str) -> Callable[[RepairContext], list[RepairResult]]:
 
 
 LORA_REPAIRS: dict[str, Callable[[RepairContext], list[RepairResult]]] = {
-    f"lora_{m}": _registered(m) for m in _TUNED_ROW}
+    f"lora_{m}": _registered(m) for m in _METHODS}
 """The registered LoRA repairs by name."""
