@@ -289,6 +289,10 @@ def test_training_resumes_from_the_last_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="holds a training run with other settings"):
         tune(store, AmortisedConfig(rank=4, n_resamples=20), tmp_path / "out",
              backend=_backend(), progress=False)
+    other = _store(tmp_path / "run2", _backend(), n=20)  # other questions, same settings
+    with pytest.raises(ValueError, match="holds a training run of another model, run or split"):
+        tune(other, AmortisedConfig(max_epochs=3, n_resamples=20), tmp_path / "out",
+             backend=_backend(), progress=False)
 
 
 def test_cli_tune_writes_adapter_report_and_scorer(tmp_path, tiny_model_dir):

@@ -16,6 +16,7 @@ split), ``checkpoints/`` (best and last, for resuming), ``report.json`` and ``ta
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -207,9 +208,12 @@ def tune(store: RunStore, config: TrainConfig, out: str | Path, *,
     train_rows, val_rows = method.rows(train_items), method.rows(val_items)
     model = make_peft(copy.deepcopy(backend.model), config)
     head = method.make_head(backend.model)
+    origin = json.dumps({"model": model_id, "questions": store.manifest.get("questions"),
+                         "sampling": store.manifest.get("sampling"), "split": split.to_dict()},
+                        sort_keys=True, default=list)
     result = train(model, head, train_rows, val_rows, method.collate, method.loss, config, out,
                    head_learning_rate=getattr(config, "head_learning_rate", None),
-                   progress=progress)
+                   progress=progress, origin=hashlib.sha256(origin.encode()).hexdigest()[:16])
     tuned = TunedModel(method, backend, model, head, style, shots)
     sha = save_adapter(out / "adapter", tuned, config, model_id, split)
     tuned.adapter_sha256 = sha

@@ -141,10 +141,13 @@ def _evaluate(model: Any, head: torch.nn.Module | None, loader: Any, loss_fn: Lo
 def train(model: Any, head: torch.nn.Module | None, train_rows: Sequence[Any],
           val_rows: Sequence[Any], collate: Callable[[Sequence[Any]], dict[str, torch.Tensor]],
           loss_fn: LossFn, config: TrainConfig, out: Path, *,
-          head_learning_rate: float | None = None, progress: bool = True) -> TrainResult:
+          head_learning_rate: float | None = None, progress: bool = True,
+          origin: str = "") -> TrainResult:
     """Train the adapter (and head) on ``train_rows``, stop early on ``val_rows``' loss.
 
     Leaves the best epoch's weights in ``model``/``head`` and in ``out/checkpoints/best``.
+    ``origin`` names what is trained on (model, run, split): a checkpoint of another origin is
+    not resumed.
     """
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
@@ -171,15 +174,18 @@ def train(model: Any, head: torch.nn.Module | None, train_rows: Sequence[Any],
     best_dir, last_dir = ckpt / "best", ckpt / "last"
     unwrap = accelerator.unwrap_model
     plain_head = unwrap(head) if head is not None else None
-    state: dict[str, Any] = {"digest": config.digest(), "epoch": 0, "steps": 0, "best": None,
-                             "best_epoch": 0, "bad": 0, "initial": None, "history": [],
-                             "seconds": 0.0, "stopped": None}
+    state: dict[str, Any] = {"digest": config.digest(), "origin": origin, "epoch": 0,
+                             "steps": 0, "best": None, "best_epoch": 0, "bad": 0,
+                             "initial": None, "history": [], "seconds": 0.0, "stopped": None}
     resumed = False
     if (last_dir / _STATE_FILE).exists():
         saved = json.loads((last_dir / _STATE_FILE).read_text())
         if saved.get("digest") != state["digest"]:
             raise ValueError(f"{out} holds a training run with other settings; use another "
                              "output folder, or delete it to start again")
+        if saved.get("origin", "") != origin:
+            raise ValueError(f"{out} holds a training run of another model, run or split; use "
+                             "another output folder, or delete it to start again")
         load_weights(last_dir, unwrap(model), plain_head)
         _load_optimizer(last_dir / _OPTIMIZER_FILE, optimizer, saved.pop("param_groups"))
         state, resumed = saved, True
