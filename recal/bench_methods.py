@@ -311,7 +311,8 @@ class _Tuned(BenchMethod):
             conf, corr,
             detail={"readout": scores.tuned, "reused": reused,
                     "train_seconds": report["training"]["seconds"],
-                    "epochs": report["training"]["epochs"], "n_train": report["n_train"],
+                    "epochs": report["training"]["epochs"],
+                    "best_epoch": report["training"]["best_epoch"], "n_train": report["n_train"],
                     "n_val": report["n_val"], "adapter": report["adapter"]},
             # the distribution method is judged on fresh samples of the tuned model; the others
             # read one more forward pass beside the scorer's samples

@@ -47,20 +47,31 @@ def _find(report: BenchReport, model: str, dataset: str, scorer: str,
 
 
 def _best(rows: Sequence[BenchRow]) -> BenchRow | None:
+    """The row with the lowest held-out Brier score: a proper scoring rule, so a constant guess
+    of the base rate (smooth ECE near 0, no discrimination) does not win on calibration alone."""
     judged = [r for r in rows if r.heldout is not None and r.method != "identity"
-              and not math.isnan(r.estimate("smooth_ece"))]
-    return min(judged, key=lambda r: r.estimate("smooth_ece")) if judged else None
+              and not math.isnan(r.estimate("brier_score"))]
+    return min(judged, key=lambda r: r.estimate("brier_score")) if judged else None
+
+
+def _brief(row: BenchRow | None) -> str:
+    """``method: smECE [interval], AUROC a``."""
+    if row is None:
+        return "-"
+    return f"{row.method}: {_ci(row)}, AUROC {_est(row, 'auroc')}"
 
 
 def _headline(report: BenchReport, scorer: str) -> list[str]:
-    lines = ["| model | dataset | questions | accuracy | unrepaired smECE | best recal repair "
-             "| best peer | sampling temperature |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | dataset | questions | accuracy | unrepaired: smECE, AUROC "
+             "| best recal repair | best peer | best LoRA | sampling temperature |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for model, dataset in _cells(report):
         rows = [r for r in report.rows if (r.model, r.dataset, r.scorer) ==
                 (model, dataset, scorer)]
         base = _find(report, model, dataset, scorer, "identity")
         ours = _best([r for r in rows if r.family == "post-hoc"])
         peer = _best([r for r in rows if r.family == "peer"])
+        lora = _best([r for r in rows if r.family == "lora"])
         temp = _find(report, model, dataset, scorer, "sampling_temperature")
         n = report.runs.get(f"{model}/{dataset}", {}).get("questions", "?")
         temp_txt = "-"
@@ -68,9 +79,32 @@ def _headline(report: BenchReport, scorer: str) -> list[str]:
             temp_txt = (f"T = {temp.detail.get('tau', float('nan')):g}: {_est(temp)} "
                         f"(accuracy {_est(temp, 'accuracy')})")
         lines.append(
-            f"| {model} | {dataset} | {n} | {_est(base, 'accuracy')} | {_ci(base)} | "
-            f"{ours.method + ': ' + _ci(ours) if ours else '-'} | "
-            f"{peer.method + ': ' + _est(peer) if peer else '-'} | {temp_txt} |")
+            f"| {model} | {dataset} | {n} | {_est(base, 'accuracy')} | "
+            f"{_ci(base)}, {_est(base, 'auroc')} | {_brief(ours)} | {_brief(peer)} | "
+            f"{_brief(lora)} | {temp_txt} |")
+    return lines
+
+
+def _lora_table(report: BenchReport, scorer: str) -> list[str]:
+    rows = [r for r in report.rows if r.family == "lora" and r.scorer == scorer]
+    if not rows:
+        return []
+    lines = ["| model | dataset | method | readout | smECE | AUROC | Brier (unrepaired) "
+             "| accuracy | trained on | epochs (best) | training s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = _find(report, r.model, r.dataset, scorer, "identity")
+        if r.heldout is None:
+            lines.append(f"| {r.model} | {r.dataset} | {r.method} | failed: {r.error} "
+                         "| - | - | - | - | - | - | - |")
+            continue
+        d = r.detail
+        lines.append(
+            f"| {r.model} | {r.dataset} | {r.method} | {d.get('readout', '-')} | {_ci(r)} | "
+            f"{_est(r, 'auroc')} | {_est(r, 'brier_score')} ({_est(base, 'brier_score')}) | "
+            f"{_est(r, 'accuracy')} | {d.get('n_train', '?')} + {d.get('n_val', '?')} "
+            f"questions | {d.get('epochs', '?')} ({d.get('best_epoch', '?')}) | "
+            f"{d.get('train_seconds', float('nan')):.0f} |")
     return lines
 
 
@@ -108,11 +142,16 @@ def _cost_table(report: BenchReport) -> list[str]:
         lines.append(f"| {model} | {dataset} | {answers or '-'} | "
                      f"{f'{secs:.0f}' if secs else '-'} | {rate} |")
     fit = {}
-    for r in report.rows:
-        fit.setdefault(r.method, []).append(r.fit_seconds)
+    for r in report.rows:  # a LoRA row reused from an earlier run counts its training time
+        fit.setdefault(r.method, []).append(max(r.fit_seconds,
+                                                r.detail.get("train_seconds", 0.0)))
     lines += ["", "Median fit (and apply) time per method and cell: " + ", ".join(
-        f"{m} {statistics.median(v) * 1000:.1f} ms" for m, v in fit.items()) + "."]
+        f"{m} {_duration(statistics.median(v))}" for m, v in fit.items()) + "."]
     return lines
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.0f} s"
 
 
 def write_results(report: BenchReport, path: str | Path, *, synth_dir: Path | None = None,
@@ -128,9 +167,10 @@ def write_results(report: BenchReport, path: str | Path, *, synth_dir: Path | No
     lines = [
         "# recal results", "",
         f"Regenerated by `{command}` (recal {__version__}, "
-        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}). This run took "
-        f"{report.seconds / 60:.1f} min for the bench; sampling from scratch took "
-        f"{sampling / 60:.1f} min of that (stored samples are reused on a second run). "
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}). The bench took "
+        f"{report.seconds / 60:.1f} min in this run; drawing its samples took "
+        f"{sampling / 60:.1f} min when they were drawn (a second run reuses them, and the "
+        "LoRA adapters). "
         f"Style {cfg.style}, M = {cfg.sampling.n_samples} at T = "
         f"{cfg.sampling.temperature:g}, the first {cfg.limit or 'all'} questions of each set; "
         f"every method is fitted on {cfg.calibration_fraction:.0%} of them and judged on the "
@@ -139,9 +179,19 @@ def write_results(report: BenchReport, path: str | Path, *, synth_dir: Path | No
     for name, reason in report.skipped.items():
         lines.append(f"- {name} skipped: {reason}")
     lines += ["## Headline: smooth ECE before and after repair (held out)", "",
+              "Each cell: smooth ECE [95% interval] and AUROC. *Best* is the method with the "
+              "lowest held-out Brier score: a map that says the base rate to every question has "
+              "a smooth ECE near 0 and an AUROC of 0.5, and does not count as a repair here.", "",
               *_headline(report, scorer), "",
               f"## Every repair method ({scorer}, held-out smooth ECE)", "",
               *_method_table(report, scorer), "",
+              *(["## LoRA methods (held out)", "",
+                 "Trained on the calibration split (less a validation share that stops them "
+                 "early), judged on the same held-out questions as every other row; the "
+                 "distribution method is judged on the tuned model's own samples. Best epoch "
+                 "0 means early stopping kept the untrained adapter (which changes nothing).",
+                 "",
+                 *_lora_table(report, scorer), ""] if _lora_table(report, scorer) else []),
               "## Confidence scorers before repair (held-out smooth ECE / AUROC)", "",
               *_scorer_table(report), ""]
     if report.transfer:

@@ -257,6 +257,13 @@ def test_lora_methods_train_on_the_calibration_split_and_are_reused(tmp_path):
     assert by["lora:confidence_head"].sequences_per_question == 7
     assert by["lora:distribution"].sequences_per_question == 3
     assert not any(t.method.startswith("lora:") for t in report.transfer)
+    from recal.results import write_results
+
+    page = write_results(report, tmp_path / "RESULTS.md").read_text()
+    assert "## LoRA methods (held out)" in page
+    for row in lora:
+        assert (f"| tiny | {sets[0]} | {row.method} | {row.detail['readout']} | "
+                f"{row.heldout['smooth_ece'].estimate:.3f}") in page
 
     loads.clear()
     again = run_bench(config, loader=loader)
