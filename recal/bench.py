@@ -139,25 +139,21 @@ class BenchConfig:
 
 def _check_tuning(config: BenchConfig) -> None:
     import difflib
-    from dataclasses import fields
 
-    from recal.tuning.config import AmortisedConfig, ConfidenceHeadConfig, DistributionConfig
+    from recal.tuning.config import TUNING_CONFIGS, TUNING_SETTINGS, config_for
 
     object.__setattr__(config, "tuning", dict(config.tuning))
-    known = {f.name for c in (AmortisedConfig, ConfidenceHeadConfig, DistributionConfig)
-             for f in fields(c)}
     owned = {"calibration_fraction", "seed", "collapse"}  # the bench's, so rows compare
     for key in config.tuning:
         if key in owned:
             raise ValueError(f"tuning.{key} is set by the bench (its {key}), not per method")
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known - owned), n=1)
+        if key not in TUNING_SETTINGS:
+            close = difflib.get_close_matches(key, sorted(TUNING_SETTINGS - owned), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"tuning has an unknown setting {key!r}{hint}")
     if config.tuning:  # a bad value fails now, not after sampling
-        for cls in (AmortisedConfig, ConfidenceHeadConfig, DistributionConfig):
-            names = {f.name for f in fields(cls)}
-            cls(**{k: v for k, v in config.tuning.items() if k in names})
+        for method in TUNING_CONFIGS:
+            config_for(method, config.tuning)
     if config.tuning_datasets is not None:
         object.__setattr__(config, "tuning_datasets", tuple(config.tuning_datasets))
         stray = [d for d in config.tuning_datasets if d not in config.datasets]

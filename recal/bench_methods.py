@@ -69,7 +69,8 @@ class CellData:
     workdir: Path | None = None
     """A folder for what methods train on this cell (adapters); None: methods that train refuse."""
     tuning: dict[str, Any] = field(default_factory=dict)
-    """Settings of the LoRA methods' configs (the split's fraction and seed included)."""
+    """Settings of the LoRA methods' configs (the split's fraction and seed, and the collapsing
+    function, included)."""
     progress: bool = False
     """Show progress bars for long work (training)."""
     heldout_confidence: dict[str, np.ndarray] = field(default_factory=dict)
@@ -267,14 +268,9 @@ class _Tuned(BenchMethod):
     transferable: bool = False
 
     def config(self, cell: CellData) -> Any:
-        from dataclasses import fields
+        from recal.tuning.config import config_for
 
-        from recal.tuning import get_method
-
-        cls = get_method(self.tuning_method).config_cls
-        names = {f.name for f in fields(cls)}
-        settings = {**self.defaults, **cell.tuning, "collapse": cell.collapser.name}
-        return cls(**{k: v for k, v in settings.items() if k in names})
+        return config_for(self.tuning_method, {**self.defaults, **cell.tuning})
 
     def run(self, cell: CellData) -> MethodOutcome | None:
         from recal.models.hf import TransformersBackend

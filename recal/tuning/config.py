@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Literal
 
 __all__ = ["TrainConfig", "DistributionConfig", "ConfidenceHeadConfig", "AmortisedConfig",
-           "config_from_dict"]
+           "config_from_dict", "config_for", "TUNING_CONFIGS", "TUNING_SETTINGS"]
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,23 @@ class AmortisedConfig(TrainConfig):
                              f"{self.head_learning_rate}")
 
 
-_CONFIGS: dict[str, type[TrainConfig]] = {
+TUNING_CONFIGS: dict[str, type[TrainConfig]] = {
     c.method: c for c in (DistributionConfig, ConfidenceHeadConfig, AmortisedConfig)}
+"""Each tuning method's config class, by method name (importable without torch)."""
+TUNING_SETTINGS: frozenset[str] = frozenset(f.name for c in TUNING_CONFIGS.values()
+                                            for f in fields(c))
+"""Every setting some tuning method's config has."""
+
+
+def config_for(method: str, settings: Mapping[str, Any]) -> TrainConfig:
+    """``method``'s config from ``settings``, taking the keys its dataclass has (for settings
+    shared by several methods, as ``recal bench``'s ``tuning``); unknown methods are refused."""
+    if method not in TUNING_CONFIGS:
+        raise ValueError(f"unknown tuning method {method!r} (known: "
+                         f"{', '.join(TUNING_CONFIGS)})")
+    cls = TUNING_CONFIGS[method]
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in settings.items() if k in names})
 
 
 def config_from_dict(doc: dict[str, Any]) -> TrainConfig:
@@ -192,9 +208,9 @@ def config_from_dict(doc: dict[str, Any]) -> TrainConfig:
     import warnings
 
     method = doc.get("method")
-    if method not in _CONFIGS:
+    if method not in TUNING_CONFIGS:
         raise ValueError(f"unknown tuning method {method!r} in a saved config")
-    cls = _CONFIGS[method]
+    cls = TUNING_CONFIGS[method]
     known = {f.name for f in fields(cls)}
     extra = sorted(set(doc) - known - {"method"})
     if extra:
