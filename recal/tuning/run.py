@@ -8,8 +8,8 @@
 ``out`` receives ``adapter/`` (peft ``save_pretrained``: ``adapter_config.json`` and
 ``adapter_model.safetensors``; ``head.safetensors`` when the method has a head; and
 ``recal_tuning.json``: the method's config, the base model's identity, the prompt style and the
-split), ``checkpoints/`` (best and last, for resuming), ``report.json`` and ``table.md``, and
-``heldout.json`` (each held-out question's readouts, row by row, for benches and plots) and
+split), ``checkpoints/`` (best and last, for resuming), ``report.json``, ``table.md``,
+``heldout.json`` (each held-out question's readouts, row by row, for benches and plots), and
 ``scorer/``: a calibrated scorer artifact that references the adapter.
 """
 
