@@ -679,7 +679,20 @@ def serve(
     run_server(service, config, host=host, port=port)
 
 
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, a job scheduler's stop) into SystemExit, so that ``finally``
+    blocks run as on Ctrl-C: a killed run still records what it finished (the bench's sampling
+    time, a run store's last lines)."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> None:
+    _exit_on_sigterm()
     try:
         app()
     except BrokenPipeError:  # `recal models | head`

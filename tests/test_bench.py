@@ -308,3 +308,40 @@ def test_results_page_holds_the_headline_tables(tiny_bench, tmp_path):
     assert "| sklearn:isotonic | peer |" in text and "## Transfer" in text
     assert (tmp_path / "img" / "bench-reliability-isotonic.png").exists()
     assert "![isotonic](img/bench-reliability-isotonic.png)" in text
+
+
+def test_a_terminated_bench_keeps_its_samples_and_their_sampling_time(tiny_model_dir, tmp_path):
+    """SIGTERM (kill, a scheduler's stop) mid-sampling: the answers drawn so far and the time
+    they took stay on disk, and a second bench resumes from them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = _write_set(tmp_path / "q.jsonl", "q", 60)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "recal.cli", "bench", "--model", str(tiny_model_dir),
+           "--dataset", str(data), "--limit", "60", "--samples", "6", "--tau-grid", "",
+           "--methods", "identity", "--peers", "", "--scorers", "modal_share",
+           "--no-diagrams", "--no-transfer", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    samples = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(out.glob("runs/*/samples.jsonl"))
+        if found and found[0].read_bytes().count(b"\n") >= 5:
+            samples = found[0]
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None and samples is not None, proc.stderr.read()
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    kept = samples.read_bytes().count(b"\n")
+    assert 5 <= kept < 60
+    [cost] = json.loads((out / "costs.json").read_text()).values()
+    assert cost["answers"] == kept * 7 and cost["sampling_seconds"] > 0  # 6 samples + greedy
+    resumed = subprocess.run(cmd, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    [cost] = json.loads((out / "costs.json").read_text()).values()
+    assert cost["answers"] == 60 * 7
