@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +54,24 @@ class ScriptedBackend(Backend):
             yield QuestionSamples(qid, tuple(sample(t) for t in texts), sample(modal))
 
 
+def _counting_loader() -> tuple[list[str], Callable[[str], Backend]]:
+    """A loader of the tiny model that records each load (a stored run needs none)."""
+    loads: list[str] = []
+
+    def loader(name: str) -> Backend:
+        loads.append(name)
+        return make_backend(chat=False)
+
+    return loads, loader
+
+
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
     """The tiny random model benchmarked end to end on two small sets."""
     root = tmp_path_factory.mktemp("bench")
     sets = (str(_write_set(root / "one.jsonl", "o", 24)), str(_write_set(root / "two.jsonl",
                                                                           "t", 24)))
-    loads: list[str] = []
-
-    def loader(name: str) -> Backend:
-        loads.append(name)
-        return make_backend(chat=False)
+    loads, loader = _counting_loader()
 
     config = BenchConfig(
         models=("tiny",), datasets=sets, limit=None,
@@ -221,11 +228,7 @@ def test_lora_methods_train_on_the_calibration_split_and_are_reused(tmp_path):
     bench's held-out questions, restricted to tuning_datasets, and reused on a second run."""
     sets = (str(_write_set(tmp_path / "one.jsonl", "o", 16)),
             str(_write_set(tmp_path / "two.jsonl", "t", 16)))
-    loads: list[str] = []
-
-    def loader(name: str) -> Backend:
-        loads.append(name)
-        return make_backend(chat=False)
+    loads, loader = _counting_loader()
 
     config = BenchConfig(
         models=("tiny",), datasets=sets, limit=None,
