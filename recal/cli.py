@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from recal.lines import dumps_line
 from recal.models.packaged import PACKAGED_MODELS, cache_dir
 
 app = typer.Typer(
@@ -418,9 +419,9 @@ def apply(
     target = out or run / "calibrated.jsonl"
     with target.open("w", encoding="utf-8") as f:
         for p, c in zip(preds, calibrated, strict=True):
-            f.write(json.dumps({"id": p.question_id, "answer": p.answer,
+            f.write(dumps_line({"id": p.question_id, "answer": p.answer,
                                 "confidence": p.confidence, "calibrated": float(c),
-                                "correct": p.correct}) + "\n")
+                                "correct": p.correct}))
     typer.echo(f"{len(preds)} calibrated confidences written to {target}")
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from recal import __version__
 from recal.confidence import SCORERS, Classified, Prediction, classify_run, get_scorer
+from recal.lines import dumps_line
 from recal.metrics import METRICS, BootstrapResult, compute_all
 from recal.models.base import Backend
 from recal.runstore import RunStore
@@ -198,7 +199,7 @@ def write_report(report: MeasureReport, out: str | Path, *, diagram: bool = True
                                    "correct": r.predictions[i].correct}
                             for name, r in report.results.items()},
             }
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(dumps_line(row))
     metrics_doc = {
         "recal_version": __version__, "run": report.run, "collapse": report.collapse,
         "model": report.manifest.get("model"), "style": report.manifest.get("style"),

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from recal import __version__
 from recal.data.records import Question
+from recal.lines import dumps_line, iter_jsonl
 from recal.samples import QuestionSamples
 
 __all__ = ["RunStore", "RunMismatchError", "RunFormatError", "SCHEMA_VERSION"]
@@ -66,8 +67,7 @@ class RunStore:
         path.mkdir(parents=True, exist_ok=True)
         for name in (SAMPLES, QUESTIONS, MANIFEST):
             (path / name).unlink(missing_ok=True)
-        _write_atomic(path / QUESTIONS, "".join(
-            json.dumps(q.to_dict(), ensure_ascii=False) + "\n" for q in questions))
+        _write_atomic(path / QUESTIONS, "".join(dumps_line(q.to_dict()) for q in questions))
         (path / SAMPLES).touch()
         _write_atomic(path / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return cls(path, manifest)
@@ -115,23 +115,22 @@ class RunStore:
     # -- reading ---------------------------------------------------------------------------------
 
     def questions(self) -> list[Question]:
-        with (self.path / QUESTIONS).open(encoding="utf-8") as f:
-            return [Question.from_dict(json.loads(line)) for line in f if line.strip()]
+        file = self.path / QUESTIONS
+        return [_parse(file, number, value, Question.from_dict)
+                for number, value in _records(file)]
 
     def __iter__(self) -> Iterator[QuestionSamples]:
-        """Every finished question's samples, in the order they finished."""
+        """Every finished question's samples, in the order they finished.
+
+        Lines are split at ``"\n"`` only (:mod:`recal.lines`): a sampled answer may hold U+2028
+        or U+0085, which JSON keeps raw. A partial last line (a writer killed mid-line) is not yet
+        a record and is skipped.
+        """
         file = self.path / SAMPLES
         if not file.exists():
             return
-        data = file.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]  # a partial last line is not yet a record
-        for number, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                yield QuestionSamples.from_dict(json.loads(line))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise RunFormatError(f"{file} line {number}: damaged record ({exc})") from exc
+        for number, value in _records(file):
+            yield _parse(file, number, value, QuestionSamples.from_dict)
 
     def done_ids(self) -> set[str]:
         return {record.question_id for record in self}
@@ -148,11 +147,28 @@ class RunStore:
     # -- writing ---------------------------------------------------------------------------------
 
     def append(self, record: QuestionSamples) -> None:
-        line = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = dumps_line(record.to_dict())
         with (self.path / SAMPLES).open("a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
+
+
+def _records(file: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        yield from iter_jsonl(file)
+    except ValueError as exc:
+        raise RunFormatError(str(exc)) from None
+
+
+_T = TypeVar("_T")
+
+
+def _parse(file: Path, number: int, value: Any, parse: Callable[[dict[str, Any]], _T]) -> _T:
+    try:
+        return parse(value)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RunFormatError(f"{file} line {number}: damaged record ({exc!r})") from None
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -22,7 +22,8 @@ CONFIG = SamplingConfig(n_samples=5, max_new_tokens=8)
 
 
 def _records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in (path / "samples.jsonl").read_text().splitlines()]
+    text = (path / "samples.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line]
 
 
 def _draws(store: RunStore) -> dict[str, list[tuple[int, ...]]]:

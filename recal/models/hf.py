@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recal.lines import NEWLINE, first_line
 from recal.models.base import Backend, ModelIdentity, ModelKind, first_token_ids
 from recal.models.packaged import PACKAGED_MODELS, cache_dir, fetch_gguf
 from recal.models.rng import row_keys, uniforms
@@ -141,8 +142,8 @@ class TransformersBackend(Backend):
         )
         vocab = model.get_output_embeddings().weight.shape[0]
         texts = tokenizer.batch_decode([[i] for i in range(vocab)])
-        self._has_newline = torch.tensor(["\n" in t for t in texts])
-        self._text_before_newline = torch.tensor([t.split("\n")[0].strip() != "" for t in texts])
+        self._has_newline = torch.tensor([NEWLINE in t for t in texts])
+        self._text_before_newline = torch.tensor([first_line(t).strip() != "" for t in texts])
         self._blank = torch.tensor([t.strip() == "" for t in texts])
         self._stop_ids = self._find_stop_ids(vocab)
         self._is_stop = torch.zeros(vocab, dtype=torch.bool)
@@ -329,7 +330,7 @@ class TransformersBackend(Backend):
     def _to_sample(self, row: _Row, config: SamplingConfig) -> Sample:
         body = row.tokens[:-1] if row.tokens and row.tokens[-1] in self._stop_ids else row.tokens
         text = self.tokenizer.decode(body, skip_special_tokens=True)
-        text = text.strip().split("\n", 1)[0].strip() if config.stop_at_newline else text.strip()
+        text = first_line(text.strip()).strip() if config.stop_at_newline else text.strip()
         return Sample(
             text=text,
             token_ids=tuple(row.tokens),

@@ -56,6 +56,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from recal.lines import first_line
 from recal.models.base import Backend, ModelIdentity, ModelKind
 from recal.models.rng import row_keys
 from recal.prompts import Prompt
@@ -403,7 +404,7 @@ class HTTPBackend(Backend):
             text = (choice.get("message") or {}).get("content") or ""
         else:
             text = choice.get("text") or ""
-        text = text.strip().split("\n", 1)[0].strip() if config.stop_at_newline else text.strip()
+        text = first_line(text.strip()).strip() if config.stop_at_newline else text.strip()
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
         return Sample(text=text, token_ids=(), logprobs=tuple(self._token_logprobs(choice)),
                       finish_reason=finish)

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from recal.lines import first_line
 from recal.models.base import Backend, ModelIdentity, ModelKind, first_token_ids
 from recal.models.rng import row_keys
 from recal.prompts import Prompt
@@ -108,7 +109,7 @@ class VLLMBackend(Backend):
         for tok, entry in zip(token_ids, completion.logprobs or [], strict=False):
             logprobs.append(float(entry[tok].logprob))
         text = completion.text
-        text = text.strip().split("\n", 1)[0].strip() if config.stop_at_newline else text.strip()
+        text = first_line(text.strip()).strip() if config.stop_at_newline else text.strip()
         finish = "length" if completion.finish_reason == "length" else "stop"
         return Sample(text=text, token_ids=token_ids, logprobs=tuple(logprobs),
                       finish_reason=finish)

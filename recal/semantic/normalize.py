@@ -47,6 +47,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 
 from recal.data.records import Question
+from recal.lines import split_lines
 from recal.semantic.base import Collapser
 
 __all__ = [
@@ -241,7 +242,7 @@ def _marker_span(text: str) -> str | None:
     if not matches:
         return None
     rest = text[matches[-1].end():]
-    for line in rest.splitlines() or [""]:
+    for line in split_lines(rest):
         if line.strip(" \t*_:"):
             return line.strip()
     return ""
@@ -309,7 +310,7 @@ def extract_answer(text: str) -> str:
     """
     span = _marker_span(text)
     if span is None:
-        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        lines = [line.strip() for line in split_lines(text.strip()) if line.strip()]
         span = lines[0] if lines else ""
     span = _first_sentence(span.strip()).strip()
     if "=" in span:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
 from recal.data.records import Question
+from recal.lines import first_line
 from recal.semantic.base import NO_ANSWER, Collapser
 from recal.semantic.normalize import number_words_to_digits
 
@@ -69,7 +70,7 @@ def parse_number(text: str) -> str:
         markers = list(_MARKER.finditer(s))
         if markers:
             rest = s[markers[-1].end():].lstrip()
-            line = rest.split("\n", 1)[0]
+            line = first_line(rest)
             s = line.rsplit("=", 1)[1] if "=" in line else line
             first = True
     matches = list(_NUMBER.finditer(s))
