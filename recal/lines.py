@@ -1,4 +1,4 @@
-"""What recal means by "a line", in its files and in model output: text up to ``"\\n"``, nothing else.
+"""What recal means by "a line", in its files and in model output: text up to ``"\\n"`` alone.
 
 Python's ``str.splitlines`` also breaks at U+2028, U+2029, U+0085, ``\\x0b``, ``\\x0c`` and
 ``\\x1c``-``\\x1e``. A model sampling at T = 1 with no truncation can produce any of them, and JSON

@@ -63,7 +63,7 @@ def test_a_sampled_line_separator_does_not_split_a_record(tmp_path):
 
 
 def test_a_run_written_by_the_previous_writer_opens_unchanged(tmp_path):
-    """Runs written before the fix (ensure_ascii=False, default separators) read without migration."""
+    """Runs written before the fix (ensure_ascii=False) read without any migration."""
     question = Question("q0", "Q\u2028?", ("a\u0085",))
     store = RunStore.create_or_resume(tmp_path, MANIFEST, [question])
     record = _record("q0", ["a\u2028b", "c"])
