@@ -44,8 +44,9 @@ from recal.semantic.base import Collapser, distribution
 __all__ = [
     "Classified",
     "Prediction",
-    "Scorer",
     "SCORERS",
+    "SCORER_INPUTS",
+    "Scorer",
     "classify",
     "classify_run",
     "get_scorer",
@@ -118,11 +119,36 @@ def classify(questions: Sequence[Question], records: Sequence[QuestionSamples],
     return out
 
 
+SCORER_INPUTS: dict[str, str] = {
+    "samples": "the M sampled answers of each question, grouped into classes",
+    "two_samples": "at least 2 samples per question",
+    "greedy": "the greedy answer of each question (sample with greedy=True)",
+    "backend": "the model itself, asked again while scoring (pass a backend)",
+    "next_token_logprobs": "a backend that exposes next-token log-probabilities",
+}
+"""What a confidence scorer may need, by the word a scorer's ``needs`` uses."""
+
+
 class Scorer(ABC):
-    """Turns classified samples into predictions. Scorers that ask the model take a backend."""
+    """Turns classified samples into predictions. Scorers that ask the model take a backend.
+
+    ``needs`` declares the inputs (keys of :data:`SCORER_INPUTS`) a scorer reads, so callers can
+    refuse a run that lacks them before any work; ``needs_backend`` follows from it.
+    """
 
     name: str
+    needs: frozenset[str] = frozenset({"samples"})
     needs_backend: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("needs_backend") and "backend" not in cls.needs:  # the older spelling
+            cls.needs = frozenset(cls.needs) | {"backend"}
+        unknown = set(cls.needs) - set(SCORER_INPUTS)
+        if unknown:
+            raise ValueError(f"scorer {cls.__name__} needs unknown input(s) {sorted(unknown)}; "
+                             f"known: {', '.join(SCORER_INPUTS)}")
+        cls.needs_backend = "backend" in cls.needs
 
     @abstractmethod
     def score(self, items: Sequence[Classified], collapser: Collapser,
@@ -136,9 +162,12 @@ class Scorer(ABC):
 
 
 SCORERS: Registry[type[Scorer]] = Registry("confidence scorer")
+"""Confidence scorers by name (the table in this module's docstring): Scorer subclasses whose
+``name`` is the registered name, registered with ``@SCORERS.register(name, help=...)``."""
 
 
 def get_scorer(name: str) -> Scorer:
+    """A new scorer of the kind registered as ``name`` (unknown names: "did you mean" KeyError)."""
     return SCORERS.get(name)()
 
 
@@ -146,8 +175,10 @@ def _modal(item: Classified) -> tuple[str, int]:
     return item.counts()[0]
 
 
-@SCORERS.decorator("modal_share")
+@SCORERS.register("modal_share", help="share of the modal class among the M samples")
 class ModalShare(Scorer):
+    """The plug-in confidence: the modal class's share of the M samples."""
+
     name = "modal_share"
 
     def score(self, items, collapser, backend=None):
@@ -160,11 +191,13 @@ class ModalShare(Scorer):
         return out
 
 
-@SCORERS.decorator("heldout_modal")
+@SCORERS.register("heldout_modal",
+                 help="share, in the second half of the samples, of the first half's modal class")
 class HeldOutModalShare(Scorer):
     """Modal class of the first half of the samples; confidence: its share in the second half."""
 
     name = "heldout_modal"
+    needs = frozenset({"samples", "two_samples"})
 
     def score(self, items, collapser, backend=None):
         out = []
@@ -181,7 +214,7 @@ class HeldOutModalShare(Scorer):
         return out
 
 
-@SCORERS.decorator("semantic_entropy")
+@SCORERS.register("semantic_entropy", help="exp(-H), H the entropy of the class shares")
 class SemanticEntropy(Scorer):
     """Confidence exp(-H) = 1 / (effective number of classes), H = -sum p_c log p_c
     (semantic entropy of Kuhn, Gal & Farquhar 2023, over the class shares)."""
@@ -201,11 +234,12 @@ class SemanticEntropy(Scorer):
         return out
 
 
-@SCORERS.decorator("greedy_likelihood")
+@SCORERS.register("greedy_likelihood", help="exp(mean log-prob per token) of the greedy answer")
 class GreedyLikelihood(Scorer):
     """exp of the greedy answer's mean log-probability per token (its stop token included)."""
 
     name = "greedy_likelihood"
+    needs = frozenset({"samples", "greedy"})
 
     def score(self, items, collapser, backend=None):
         out = []
@@ -249,7 +283,7 @@ def parse_verbalized(text: str) -> float | None:
     return None
 
 
-@SCORERS.decorator("verbalized")
+@SCORERS.register("verbalized", help="the model's own 0-100% confidence in the modal answer")
 class Verbalized(Scorer):
     """Asks the model for its confidence in the modal answer, in percent (greedy reply).
 
@@ -257,7 +291,7 @@ class Verbalized(Scorer):
     """
 
     name = "verbalized"
-    needs_backend = True
+    needs = frozenset({"samples", "backend"})
 
     def score(self, items, collapser, backend=None):
         model = self._backend(backend)
@@ -281,14 +315,15 @@ _YES = ("Yes", "yes", " Yes", " yes", "YES")
 _NO = ("No", "no", " No", " no", "NO")
 
 
-@SCORERS.decorator("p_true")
+@SCORERS.register("p_true",
+                 help="P(yes) / (P(yes) + P(no)), the model asked if its modal answer is true")
 class PTrue(Scorer):
     """P(true) of Kadavath et al. 2022: the model is shown its modal answer and asked whether it
     is true; confidence = P(yes) / (P(yes) + P(no)) over the first answer token, summing the
     spellings of yes and of no."""
 
     name = "p_true"
-    needs_backend = True
+    needs = frozenset({"samples", "backend", "next_token_logprobs"})
 
     def score(self, items, collapser, backend=None):
         model = self._backend(backend)

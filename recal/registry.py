@@ -88,18 +88,33 @@ class LazyEntry:
 
 
 def _first_line(text: str | None) -> str:
-    return text.strip().splitlines()[0].strip() if text and text.strip() else ""
+    """The first paragraph of ``text`` on one line (a help line)."""
+    if not text or not text.strip():
+        return ""
+    paragraph = inspect.cleandoc(text).split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines())
 
 
 def _default_help(entry: object) -> str:
-    """A one-line help for an entry given none: its ``description`` or its docstring's first
-    line (classes and functions only: an instance would show its class's docstring)."""
+    """A one-line help for an entry given none: its ``description``, or the first paragraph of
+    its own docstring (classes and functions only: not one inherited or an instance's class's)."""
     description = getattr(entry, "description", None)
     if isinstance(description, str) and description.strip():
         return _first_line(description)
-    if inspect.isclass(entry) or inspect.isroutine(entry):
-        return _first_line(inspect.getdoc(entry))
+    if inspect.isclass(entry):
+        return _first_line(entry.__dict__.get("__doc__"))
+    if inspect.isroutine(entry):
+        return _first_line(entry.__doc__)
     return ""
+
+
+def _same_definition(old: object, new: object) -> bool:
+    """Whether ``new`` is ``old`` defined again (a reloaded module), not a different object."""
+    if old is new:
+        return True
+    named = (inspect.isclass(old) or inspect.isroutine(old)) and type(old) is type(new)
+    return named and all(getattr(old, a, None) == getattr(new, a, None)
+                         for a in ("__module__", "__qualname__"))
 
 
 class Registry(Generic[T]):
@@ -118,11 +133,18 @@ class Registry(Generic[T]):
 
     # ------------------------------------------------------------------ registering
 
-    def _check_new(self, name: str) -> str:
+    def _check_name(self, name: str) -> str:
+        """``name`` when it matches :data:`NAME_PATTERN`; ``ValueError`` otherwise."""
         if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
             raise ValueError(f"{self.kind} name must be lower case letters, digits and "
                              f"'_-.:+' (starting with a letter or digit), got {name!r}")
-        if name in self._entries:
+        return name
+
+    def _check_new(self, name: str, entry: object = _NO_ENTRY) -> str:
+        """``name`` when it is well formed and free (or taken by this very ``entry`` defined
+        again, as a module reload does); ``ValueError`` otherwise."""
+        self._check_name(name)
+        if name in self._entries and not _same_definition(self._entries[name], entry):
             raise ValueError(f"{self.kind} {name!r} is already registered")
         return name
 
@@ -138,13 +160,13 @@ class Registry(Generic[T]):
         registers the decorated object. ``help`` defaults to the entry's ``description`` or the
         first line of its docstring. Bad names and names already taken raise ``ValueError``."""
         if entry is _NO_ENTRY:
-            self._check_new(name)
+            self._check_name(name)  # a bad name fails where it is written, not at the class
 
             def wrap(obj: T) -> T:
                 return self.register(name, obj, help=help)
 
             return wrap
-        key = self._check_new(name)
+        key = self._check_new(name, entry)
         if isinstance(entry, LazyEntry):
             raise TypeError("register a lazy entry with register_lazy(name, 'module:object')")
         self._entries[key] = entry

@@ -10,7 +10,8 @@ embedding   a greedy cluster of spans by all-MiniLM-L6-v2 cosine        gt-all-m
 judge       a greedy cluster of answers an LLM judges equivalent        a recal Backend
 ==========  ==========================================================  ======================
 
-``get_collapser("normalized")`` builds one by name; options are keyword arguments
+:data:`COLLAPSERS` registers them (below, one line each); ``get_collapser("normalized")``
+builds one by name; options are keyword arguments
 (``get_collapser("embedding", threshold=0.9)``, ``get_collapser("judge", backend=b)``). The
 embedding and judge modules import torch and transformers only when they are used.
 """
@@ -61,7 +62,14 @@ __all__ = [
     "parse_verdict",
 ]
 
-for _name, _factory in (("normalized", NormalizedCollapser), ("numeric", NumericCollapser),
-                        ("embedding", EmbeddingCollapser), ("judge", JudgeCollapser)):
-    if _name not in COLLAPSERS:  # a module reload must not trip the duplicate check
-        COLLAPSERS.register(_name, _factory)
+# The registry of collapsing functions, one line each (the table above, for `recal --help` and
+# error messages). A new B is a module with a Collapser subclass and one line here.
+COLLAPSERS.register("normalized", NormalizedCollapser,
+                    help="normalised exact match of the answer span (SQuAD normalisation)")
+COLLAPSERS.register("numeric", NumericCollapser,
+                    help="the final number (after #### when present)")
+COLLAPSERS.register("embedding", EmbeddingCollapser,
+                    help="greedy clusters of answer spans by all-MiniLM-L6-v2 cosine "
+                    "(pip install 'recal[embed]')")
+COLLAPSERS.register("judge", JudgeCollapser,
+                    help="greedy clusters of answers an LLM judges equivalent (needs backend=)")

@@ -23,6 +23,7 @@ __all__ = [
     "COLLAPSERS",
     "ClassDistribution",
     "Collapser",
+    "CollapserFactory",
     "distribution",
     "get_collapser",
 ]
@@ -124,8 +125,11 @@ def distribution(labels: Sequence[str]) -> ClassDistribution:
 
 
 CollapserFactory = Callable[..., Collapser]
+"""What :data:`COLLAPSERS` holds: a Collapser class, or any callable of keyword options."""
 COLLAPSERS: Registry[CollapserFactory] = Registry("collapsing function")
-"""Collapsing functions by name: ``normalized``, ``numeric``, ``embedding``, ``judge``."""
+"""Collapsing functions by name (``normalized``, ``numeric``, ``embedding``, ``judge``; filled by
+:mod:`recal.semantic`): each entry is a callable taking keyword options and returning a
+:class:`Collapser` whose ``name`` is the registered name."""
 
 
 def get_collapser(name: str, **options: Any) -> Collapser:
