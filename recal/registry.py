@@ -15,9 +15,10 @@ recalibrators, and the registries other packages build on this class) registers 
 A lazy entry is a ``"module:object"`` string imported on the first :meth:`Registry.get`, so heavy
 optional parts (torch, vLLM) cost nothing until they are used; when its import fails, ``get``
 raises :class:`MissingDependencyError` saying what to install. Names are lower case (letters,
-digits and ``_ - . : +``), a name is registered once, and an unknown name raises ``KeyError``
-whose message suggests the closest known names. Each entry carries a one-line help text, so CLI
-help and error messages list entries from the registry itself.
+digits and ``_ - . : +``), a name is registered once, and an unknown name raises
+:class:`UnknownNameError` (a ``KeyError`` and a ``ValueError``) whose message suggests the
+closest known names. Each entry carries a one-line help text, so CLI help and error messages
+list entries from the registry itself.
 
 :data:`REGISTRIES` lists the registries of recal's own kinds (imported lazily: asking for it
 imports the modules that fill them, none of which imports torch).
@@ -40,6 +41,7 @@ __all__ = [
     "MissingDependencyError",
     "NAME_PATTERN",
     "Registry",
+    "UnknownNameError",
     "all_registries",
 ]
 
@@ -47,6 +49,15 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.:+-]*")
 """What a registered name looks like: lower case, starting with a letter or digit."""
 
 _NO_ENTRY: Any = object()
+
+
+class UnknownNameError(KeyError, ValueError):
+    """A name no entry is registered under. A ``KeyError`` (a failed lookup) and a ``ValueError``
+    (a bad argument value), so callers catching either keep working; the message suggests the
+    closest known names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class MissingDependencyError(ImportError):
@@ -190,12 +201,13 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The entry registered as ``name`` (any case), importing a lazy entry the first time.
 
-        Unknown names raise ``KeyError`` naming the closest known names ("did you mean") and
-        listing all; a lazy entry whose import fails raises :class:`MissingDependencyError`.
+        Unknown names raise :class:`UnknownNameError` (a ``KeyError`` and a ``ValueError``)
+        naming the closest known names ("did you mean") and listing all; a lazy entry whose
+        import fails raises :class:`MissingDependencyError`.
         """
         key = name.lower() if isinstance(name, str) else name
         if key not in self._entries:
-            raise KeyError(self.unknown_message(name))
+            raise UnknownNameError(self.unknown_message(name))
         entry = self._entries[key]
         if isinstance(entry, LazyEntry):
             resolved: T = entry.resolve(self.kind, key)
@@ -207,7 +219,7 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: object) -> str:
         """``unknown <kind> 'nam'; did you mean 'name'? (known: ...)``: the text of the
-        ``KeyError`` that :meth:`get` raises, for callers that raise their own error type."""
+        :class:`UnknownNameError` that :meth:`get` raises."""
         key = name.lower() if isinstance(name, str) else str(name)
         close = difflib.get_close_matches(key, list(self._entries), n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -218,7 +230,7 @@ class Registry(Generic[T]):
         """The one-line help of ``name`` (no import: a lazy entry shows its registered help)."""
         key = name.lower()
         if key not in self._help:
-            raise KeyError(self.unknown_message(name))
+            raise UnknownNameError(self.unknown_message(name))
         return self._help[key]
 
     def is_lazy(self, name: str) -> bool:

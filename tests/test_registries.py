@@ -88,9 +88,10 @@ def test_unknown_name_says_did_you_mean_and_lists_the_known() -> None:
         reg.register(name, 0)
     with pytest.raises(KeyError) as err:
         reg.get("normalised")
-    message = err.value.args[0]
-    assert "unknown widget 'normalised'; did you mean 'normalized'?" in message
-    assert "(known: judge, normalized, numeric)" in message
+    message = str(err.value)
+    assert message.startswith("unknown widget 'normalised'; did you mean 'normalized'?")
+    assert message.endswith("(known: judge, normalized, numeric)")
+    assert isinstance(err.value, ValueError)  # a bad argument value, for callers catching that
 
 
 def test_lazy_entry_is_imported_on_first_get_only() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from recal.models.base import Backend, ModelKind
 from recal.models.packaged import DEFAULT_MODEL
-from recal.registry import Registry
+from recal.registry import Registry, UnknownNameError
 
 __all__ = ["BACKENDS", "BackendLoader", "BackendName", "DEFAULT_BACKEND", "choose_backend",
            "is_url", "load_backend"]
@@ -72,12 +72,13 @@ def load_http_backend(model: str | None = None, *, kind: ModelKind | None = None
 def choose_backend(model: str, backend: str | None = None) -> str:
     """The registered name of the backend that loads ``model``.
 
-    ``backend`` wins when given (unknown names raise ``KeyError`` with "did you mean");
+    ``backend`` wins when given (unknown names raise :class:`~recal.registry.UnknownNameError`,
+    a ``KeyError`` and ``ValueError``, with "did you mean");
     otherwise a URL picks ``http`` and anything else :data:`DEFAULT_BACKEND`.
     """
     if backend is not None:
         if backend not in BACKENDS:
-            raise KeyError(BACKENDS.unknown_message(backend))
+            raise UnknownNameError(BACKENDS.unknown_message(backend))
         return backend.lower()
     return "http" if is_url(model) else DEFAULT_BACKEND
 
