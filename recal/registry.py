@@ -246,6 +246,12 @@ class Registry(Generic[T]):
         """(name, help) for every entry, sorted by name, importing nothing: for CLI listings."""
         return sorted(self._help.items())
 
+    def format_help(self, indent: str = "  ") -> str:
+        """One line per entry, ``name  help`` in aligned columns, for CLI help and errors."""
+        rows = self.describe()
+        width = max((len(name) for name, _ in rows), default=0)
+        return "\n".join(f"{indent}{name:<{width}}  {text}".rstrip() for name, text in rows)
+
     def names(self) -> tuple[str, ...]:
         """The registered names, sorted."""
         return tuple(sorted(self._entries))

@@ -48,6 +48,7 @@ def test_decorator_and_plain_registration_return_the_entry() -> None:
     assert reg.register("square", square) is square
     assert reg.get("round") is Round and reg.get("SQUARE") is square  # lookups ignore case
     assert reg.describe() == [("round", "a round widget"), ("square", "A square widget.")]
+    assert reg.format_help() == "  round   a round widget\n  square  A square widget."
 
 
 @pytest.mark.parametrize("bad", ["Upper", "", "with space", "-dash-first", "é"])

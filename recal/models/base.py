@@ -1,4 +1,5 @@
-"""The interface every model backend implements (transformers today; HTTP and vLLM later)."""
+"""The interface every model backend implements (transformers, http, vllm: see
+:mod:`recal.models.backends` for the registry that names them)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class ModelIdentity:
     kind: ModelKind
     """'chat' models get a chat template; 'base' models get k-shot text."""
     backend: str
-    """The backend that ran it ('transformers', 'http', ...)."""
+    """The backend that ran it: its name in :data:`recal.models.BACKENDS` ('transformers', ...)."""
     source: str
     """Where the weights came from (a file, a hub id, a URL)."""
     config_hash: str
