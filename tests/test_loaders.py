@@ -479,3 +479,17 @@ def test_real_popqa(shared_data: Path) -> None:
     assert first.id == "test_10207"
     assert first.answers == ("Ralph Rainger", "Ralph Reichenthal")
     assert first.metadata["prop"] == "composer"
+
+
+def test_the_split_modules_keep_the_old_import_paths() -> None:
+    import recal.data
+    from recal.data import fields, files, loaders, named_sets
+
+    for name in loaders.__all__:  # `from recal.data.loaders import X` keeps working
+        assert getattr(loaders, name) is getattr(recal.data, name)
+    assert loaders.DataFormatError is fields.DataFormatError
+    assert loaders.load_jsonl is files.load_jsonl and loaders.DATASETS is named_sets.DATASETS
+    for module in (fields, files, loaders, named_sets):
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        assert source.count("\n") < 500, f"{module.__name__} grew past 500 lines"
+        assert not re.search(r"^from recal\S* import .*\b_[a-z]", source, re.M), module.__name__

@@ -14,9 +14,10 @@ BetaCalibration           beta            ``sigmoid(a ln p - b ln(1 - p) + c)``,
 Each is an estimator (``fit(confidence, correct, sample_weight=None)`` then
 ``predict_proba(confidence)``), registered in :data:`RECALIBRATORS` by a decorator on its class
 (``@RECALIBRATORS.register("platt")``, the style of every recal registry; see
-:mod:`recal.registry`), and saved as JSON data with :func:`save` / :func:`load`. The edge cases they share (tiny sets, one class, constant
-confidence) are decided in :mod:`recal.calibrators.base`. Only numpy is imported here; scipy and
-scikit-learn are imported inside ``fit``.
+:mod:`recal.registry`), and saved as JSON data with :func:`save` / :func:`load`. The edge
+cases they share (tiny sets, one class, constant confidence) are decided in
+:mod:`recal.calibrators.base`. Only numpy is imported here; scipy and scikit-learn are imported
+inside ``fit``.
 """
 
 from recal.calibrators.base import (
