@@ -141,6 +141,7 @@ class Registry(Generic[T]):
         """What an entry is, in words ("collapsing function"); errors and listings use it."""
         self._entries: dict[str, T | LazyEntry] = {}
         self._help: dict[str, str] = {}
+        self._lazy: dict[str, LazyEntry] = {}  # kept after import: what the entry came from
 
     # ------------------------------------------------------------------ registering
 
@@ -193,7 +194,7 @@ class Registry(Generic[T]):
         """Register ``"module:object"`` as ``name``, imported on the first :meth:`get`.
         ``install`` is what to ``pip install`` when the import fails (e.g. ``recal[vllm]``)."""
         key = self._check_new(name)
-        self._entries[key] = LazyEntry(target, install)
+        self._entries[key] = self._lazy[key] = LazyEntry(target, install)
         self._help[key] = _first_line(help)
 
     # ------------------------------------------------------------------ looking up
@@ -238,9 +239,8 @@ class Registry(Generic[T]):
         return isinstance(self._entries.get(name.lower()), LazyEntry)
 
     def lazy_target(self, name: str) -> LazyEntry | None:
-        """The ``"module:object"`` entry behind ``name`` while it is not imported, else None."""
-        entry = self._entries.get(name.lower())
-        return entry if isinstance(entry, LazyEntry) else None
+        """The ``"module:object"`` entry ``name`` was registered as (imported or not), else None."""
+        return self._lazy.get(name.lower())
 
     def describe(self) -> list[tuple[str, str]]:
         """(name, help) for every entry, sorted by name, importing nothing: for CLI listings."""

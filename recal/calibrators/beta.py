@@ -15,7 +15,7 @@ from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, _che
 __all__ = ["BetaCalibration"]
 
 
-@RECALIBRATORS.decorator("beta")
+@RECALIBRATORS.register("beta")
 class BetaCalibration(Recalibrator):
     """``p' = sigmoid(a * ln p - b * ln(1 - p) + c)`` with ``a, b >= 0`` (``a_``, ``b_``, ``c_``).
 

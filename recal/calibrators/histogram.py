@@ -10,7 +10,7 @@ from recal.metrics import _check_n_bins
 __all__ = ["HistogramBinning"]
 
 
-@RECALIBRATORS.decorator("histogram")
+@RECALIBRATORS.register("histogram")
 class HistogramBinning(Recalibrator):
     """Equal-mass bins of confidence; each predicts its (weighted, smoothed) accuracy.
 

@@ -7,7 +7,7 @@ from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator
 __all__ = ["IdentityRecalibrator"]
 
 
-@RECALIBRATORS.decorator("identity")
+@RECALIBRATORS.register("identity")
 class IdentityRecalibrator(Recalibrator):
     """``p' = p``: no recalibration, the baseline every method is compared with.
 

@@ -9,7 +9,7 @@ from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator
 __all__ = ["IsotonicRecalibrator"]
 
 
-@RECALIBRATORS.decorator("isotonic")
+@RECALIBRATORS.register("isotonic")
 class IsotonicRecalibrator(Recalibrator):
     """The non-decreasing step map that minimises the weighted squared error to ``correct``.
 

@@ -10,7 +10,7 @@ from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, _che
 __all__ = ["PlattScaling"]
 
 
-@RECALIBRATORS.decorator("platt")
+@RECALIBRATORS.register("platt")
 class PlattScaling(Recalibrator):
     """``p' = sigmoid(a * logit(p) + b)`` with ``a >= 0`` (``slope_``) and ``b`` (``intercept_``).
 

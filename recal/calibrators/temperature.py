@@ -16,7 +16,7 @@ T_MIN: float = 1e-2
 T_MAX: float = 1e2
 
 
-@RECALIBRATORS.decorator("temperature")
+@RECALIBRATORS.register("temperature")
 class TemperatureScaling(Recalibrator):
     """``p' = sigmoid(logit(p) / T)`` with one fitted temperature ``T > 0`` (``temperature_``).
 

@@ -35,7 +35,7 @@ def hidden_size(model: Any) -> int:
     return int(model.get_input_embeddings().weight.shape[1])
 
 
-@TUNING_METHODS.decorator("amortised")
+@TUNING_METHODS.register("amortised")
 class AmortisedConfidence(TuningMethod):
     name = "amortised"
     config_cls = AmortisedConfig

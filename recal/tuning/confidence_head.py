@@ -61,7 +61,7 @@ def _unwrap(model: Any) -> Any:
     return getattr(model, "module", model)
 
 
-@TUNING_METHODS.decorator("confidence_head")
+@TUNING_METHODS.register("confidence_head")
 class ConfidenceHead(TuningMethod):
     name = "confidence_head"
     config_cls = ConfidenceHeadConfig

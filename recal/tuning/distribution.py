@@ -87,7 +87,7 @@ def _stopped_sample_ids(item: Classified, label: str) -> tuple[int, ...] | None:
     return None
 
 
-@TUNING_METHODS.decorator("distribution")
+@TUNING_METHODS.register("distribution")
 class DistributionMatching(TuningMethod):
     name = "distribution"
     config_cls = DistributionConfig
