@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -298,7 +299,12 @@ def build_config(cls: type, mapping: Mapping[str, Any], *,
     except (ValueError, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         section = prefix.rstrip(".")
-        where = _where(origin, section) if section else _where(origin, next(iter(kwargs), ""))
+        # Blame whoever set the key the message starts with ("seed must be ..."), else the
+        # section (or, at the top level, the first key).
+        first = re.match(r"\w+", message)
+        named = first.group() if first and first.group() in kwargs else None
+        key = prefix + named if named else section or next(iter(kwargs), "")
+        where = _where(origin, key)
         raise RecipeError(f"{where}: {section + ': ' if section else ''}{message}") from None
 
 
