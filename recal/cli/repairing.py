@@ -158,38 +158,43 @@ def _confirm_temperature(store, report) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
+# The options of `recal tune` (each LoRA method takes some of them; see recal.tuning).
+TuneMethodOpt = Annotated[str, typer.Option(help="distribution, confidence_head or amortised.")]
+TargetOpt = Annotated[str | None, typer.Option(
+    help="distribution: reference, sharpen or correct_mix; amortised: modal_share or correct.")]
+ReferenceOpt = Annotated[Path | None, typer.Option(
+    help="Reference model's run folder (distribution --target reference).")]
+EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Most epochs.")]
+PatienceOpt = Annotated[int | None, typer.Option(
+    min=1, help="Epochs without a better validation loss before stopping.")]
+LrOpt = Annotated[float | None, typer.Option(help="Learning rate of the adapter.")]
+RankOpt = Annotated[int | None, typer.Option(min=1, help="LoRA rank.")]
+TrainLayersOpt = Annotated[int | None, typer.Option(
+    min=0, help="LoRA on the last N layers (0: all layers).")]
+BatchSizeOpt = Annotated[int | None, typer.Option(min=1, help="Rows per step.")]
+MaxStepsOpt = Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")]
+EvalSamplesOpt = Annotated[int | None, typer.Option(
+    min=1, help="distribution: answers per held-out question from the tuned model.")]
+EvalLimitOpt = Annotated[int | None, typer.Option(
+    min=2, help="Judge on the first N held-out questions (default: all).")]
+HeadLrOpt = Annotated[float | None, typer.Option(help="amortised: learning rate of the head.")]
+AnswersOpt = Annotated[int | None, typer.Option(
+    min=1, help="confidence_head: graded answers per training question.")]
+KlWeightOpt = Annotated[float | None, typer.Option(
+    help="confidence_head: weight of the KL regulariser on the model's answers.")]
+MaxClassesOpt = Annotated[int | None, typer.Option(
+    min=1, help="distribution: classes per question trained on.")]
+
+
 def tune(
-    run: RunArg,
-    method: Annotated[str, typer.Option(
-        help="distribution, confidence_head or amortised.")] = "amortised",
-    target: Annotated[str | None, typer.Option(
-        help="distribution: reference, sharpen or correct_mix; amortised: modal_share or "
-             "correct.")] = None,
-    reference: Annotated[Path | None, typer.Option(
-        help="Reference model's run folder (distribution --target reference).")] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Most epochs.")] = None,
-    patience: Annotated[int | None, typer.Option(min=1, help="Epochs without a better "
-                                                  "validation loss before stopping.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate of the adapter.")] = None,
-    rank: Annotated[int | None, typer.Option(min=1, help="LoRA rank.")] = None,
-    train_layers: Annotated[int | None, typer.Option(
-        min=0, help="LoRA on the last N layers (0: all layers).")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Rows per step.")] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
-    eval_samples: Annotated[int | None, typer.Option(
-        min=1, help="distribution: answers per held-out question from the tuned model.")] = None,
-    eval_limit: Annotated[int | None, typer.Option(
-        min=2, help="Judge on the first N held-out questions (default: all).")] = None,
-    head_lr: Annotated[float | None, typer.Option(
-        help="amortised: learning rate of the head.")] = None,
-    answers_per_question: Annotated[int | None, typer.Option(
-        min=1, help="confidence_head: graded answers per training question.")] = None,
-    kl_weight: Annotated[float | None, typer.Option(
-        help="confidence_head: weight of the KL regulariser on the model's answers.")] = None,
-    max_classes: Annotated[int | None, typer.Option(
-        min=1, help="distribution: classes per question trained on.")] = None,
-    collapse: CollapseOpt = "normalized",
-    calibration_fraction: FractionOpt = 0.5,
+    run: RunArg, method: TuneMethodOpt = "amortised", target: TargetOpt = None,
+    reference: ReferenceOpt = None, epochs: EpochsOpt = None, patience: PatienceOpt = None,
+    lr: LrOpt = None, rank: RankOpt = None, train_layers: TrainLayersOpt = None,
+    batch_size: BatchSizeOpt = None, max_steps: MaxStepsOpt = None,
+    eval_samples: EvalSamplesOpt = None, eval_limit: EvalLimitOpt = None,
+    head_lr: HeadLrOpt = None, answers_per_question: AnswersOpt = None,
+    kl_weight: KlWeightOpt = None, max_classes: MaxClassesOpt = None,
+    collapse: CollapseOpt = "normalized", calibration_fraction: FractionOpt = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the split (as recal fit's).")] = 0,
     resamples: ResamplesOpt = 1000,
     out: Annotated[Path | None, typer.Option(help="Folder (default: RUN/tune-METHOD).")] = None,

@@ -79,35 +79,36 @@ def run(
     typer.echo(f"{loaded.flow} finished: {out}")
 
 
+# The options of `recal bench` (the fields of recal.bench.BenchConfig).
+BenchModelOpt = Annotated[list[str] | None, typer.Option(
+    help="A model to compare on (repeatable; default smollm2-135m-instruct).")]
+BenchDatasetOpt = Annotated[list[str] | None, typer.Option(
+    help="A dataset (repeatable; default builtin).")]
+BenchLimitOpt = Annotated[int, typer.Option(min=4, help="First N questions of each set.")]
+MethodsOpt = Annotated[str | None, typer.Option(
+    help="Comma-separated repair methods (default: every post-hoc one and the sampling "
+         "temperature).")]
+PeersOpt = Annotated[str | None, typer.Option(
+    help="Comma-separated peer baselines (default: netcal's and scikit-learn's); empty: none.")]
+BenchConfidenceOpt = Annotated[str | None, typer.Option(
+    "--confidence", help="Comma-separated confidence scorers (e.g. modal_share).")]
+TuningOpt = Annotated[list[str] | None, typer.Option(
+    help="A setting of the LoRA methods, KEY=VALUE (repeatable), e.g. max_epochs=2.")]
+TuneOnOpt = Annotated[list[str] | None, typer.Option(
+    help="A dataset the LoRA methods train on (repeatable; default: every one).")]
+TransferOpt = Annotated[bool, typer.Option(help="Fit on one dataset, judge on another.")]
+DiagramsOpt = Annotated[bool, typer.Option(help="Draw a reliability figure per method.")]
+
+
 def bench(
-    model: Annotated[list[str] | None, typer.Option(
-        help="A model to compare on (repeatable; default smollm2-135m-instruct).")] = None,
-    dataset: Annotated[list[str] | None, typer.Option(
-        help="A dataset (repeatable; default builtin).")] = None,
-    data_dir: DataDirOpt = None,
-    limit: Annotated[int, typer.Option(min=4, help="First N questions of each set.")] = 200,
-    samples: SamplesOpt = 20,
-    temperature: TemperatureOpt = 1.0,
-    style: StyleOpt = "concise",
-    tau_grid: TauGridOpt = "0.5,0.7,1,1.4",
-    methods: Annotated[str | None, typer.Option(
-        help="Comma-separated repair methods (default: every post-hoc one and the sampling "
-             "temperature).")] = None,
-    peers: Annotated[str | None, typer.Option(
-        help="Comma-separated peer baselines (default: netcal's and scikit-learn's); "
-             "empty: none.")] = None,
-    confidence: Annotated[str | None, typer.Option(
-        "--confidence", help="Comma-separated confidence scorers (e.g. modal_share).")] = None,
-    tuning: Annotated[list[str] | None, typer.Option(
-        help="A setting of the LoRA methods, KEY=VALUE (repeatable), e.g. max_epochs=2.")]
-        = None,
-    tune_on: Annotated[list[str] | None, typer.Option(
-        help="A dataset the LoRA methods train on (repeatable; default: every one).")] = None,
-    transfer: Annotated[bool, typer.Option(help="Fit on one dataset, judge on another.")] = True,
-    diagrams: Annotated[bool, typer.Option(help="Draw a reliability figure per method.")] = True,
+    model: BenchModelOpt = None, dataset: BenchDatasetOpt = None, data_dir: DataDirOpt = None,
+    limit: BenchLimitOpt = 200, samples: SamplesOpt = 20, temperature: TemperatureOpt = 1.0,
+    style: StyleOpt = "concise", tau_grid: TauGridOpt = "0.5,0.7,1,1.4",
+    methods: MethodsOpt = None, peers: PeersOpt = None, confidence: BenchConfidenceOpt = None,
+    tuning: TuningOpt = None, tune_on: TuneOnOpt = None, transfer: TransferOpt = True,
+    diagrams: DiagramsOpt = True,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/bench"),
-    seed: SeedOpt = 0,
-    progress: ProgressOpt = True,
+    seed: SeedOpt = 0, progress: ProgressOpt = True,
 ) -> None:
     """Compare every confidence scorer x repair method on the same samples."""
     from recal.flows import BenchFlow, run_bench_flow
