@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -154,8 +155,6 @@ def test_sigterm_ends_recal_as_an_exit(monkeypatch):
 
 
 def test_default_run_folder_names_model_data_style_and_m():
-    from pathlib import Path
-
     from recal.flows import default_run_folder
 
     assert default_run_folder("smollm2-135m-instruct", "builtin", "concise", 50, None) == \
@@ -216,3 +215,31 @@ def test_tuning_config_refuses_an_option_the_method_does_not_take():
         tuning_config("amortised", {"max_classes": 4})
     with pytest.raises(KeyError, match="did you mean 'amortised'"):
         tuning_config("amortized", {})
+
+
+def test_synth_runs_the_recipe_with_the_options_over_it(tmp_path, monkeypatch):
+    import recal.synthetic.experiment as experiment
+
+    seen = {}
+
+    def fake_run(config, out):  # the synthetic world itself is tested in test_synthetic.py
+        seen.update(config=config, out=out)
+        Path(out).mkdir(parents=True)
+        (Path(out) / "synth_report.md").write_text("# the synthetic report\n")
+
+    monkeypatch.setattr(experiment, "run_synthetic", fake_run)
+    recipe = tmp_path / "synth.yaml"
+    recipe.write_text("flow: synth\nreduced: false\nseed: 1\nn_entities: 7\nout: runs/ignored\n")
+    result = runner.invoke(app, ["synth", "--recipe", str(recipe), "--reduced", "--seed", "3",
+                                 "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "# the synthetic report" in result.output
+    config = seen["config"]
+    assert isinstance(config, experiment.SynthConfig)
+    assert (config.reduced, config.seed, config.n_entities) == (True, 3, 7)
+    assert str(seen["out"]) == str(tmp_path / "o")
+    monkeypatch.chdir(tmp_path)  # no recipe, no --out: the defaults, into runs/synth
+    result = runner.invoke(app, ["synth", "--reduced", "-m", "12"])
+    assert result.exit_code == 0, result.output
+    assert seen["config"] == experiment.SynthConfig(reduced=True, n_samples=12)
+    assert Path(seen["out"]) == Path("runs/synth")
