@@ -32,7 +32,7 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -244,23 +244,26 @@ def _coerce(tp: Any, value: Any, dotted: str, origin: Mapping[str, str]) -> Any:
         if not isinstance(value, Mapping):
             raise _fail(origin, dotted, f"expected a mapping, got {_describe(value)}")
         return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _fail(origin, dotted, f"expected true or false, got {_describe(value)}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _fail(origin, dotted, f"expected an integer, got {_describe(value)}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise _fail(origin, dotted, f"expected a number, got {_describe(value)}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _fail(origin, dotted, f"expected a string, got {_describe(value)}")
-    raise TypeError(f"recipes cannot fill a field of type {tp!r} ({dotted})")  # a recal bug
+    return _coerce_scalar(tp, value, dotted, origin)
+
+
+_SCALARS: dict[type, tuple[Callable[[Any], bool], str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+"""What a recipe value of each scalar type must be, and how an error names it."""
+
+
+def _coerce_scalar(tp: Any, value: Any, dotted: str, origin: Mapping[str, str]) -> Any:
+    """Check a scalar ``value`` against ``tp`` (an int is a float where a float is expected)."""
+    if tp not in _SCALARS:
+        raise TypeError(f"recipes cannot fill a field of type {tp!r} ({dotted})")  # a recal bug
+    accepts, expected = _SCALARS[tp]
+    if not accepts(value):
+        raise _fail(origin, dotted, f"expected {expected}, got {_describe(value)}")
+    return float(value) if tp is float else value
 
 
 def _type_name(tp: Any) -> str:
