@@ -11,11 +11,18 @@ bench           :class:`BenchFlow`               ``recal bench``
 
 Every flow writes into its ``out`` folder and returns it; all work goes through resumable run
 stores, so running a recipe again reuses what is stored.
+
+The command line is a thin caller of this module: ``recal sample`` and ``recal measure`` build a
+:class:`SampledFlow` / :class:`MeasureFlow` and call :func:`sample_model` / :func:`run_measure`;
+``recal fit`` writes its record with :func:`write_fit`; ``recal tune`` builds its config with
+:func:`tuning_config`; ``recal serve`` opens its service with :func:`confidence_service`;
+``recal synth``, ``recal run`` and ``recal bench`` run a flow of this table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +34,10 @@ from recal.repair import FitConfig
 from recal.samples import SamplingConfig
 from recal.synthetic.experiment import SynthConfig
 
-__all__ = ["FlowSpec", "FLOWS", "MeasureFlow", "RecalibrateFlow", "SynthFlow", "BenchFlow",
-           "ModelSection", "run_flow"]
+__all__ = ["FlowSpec", "FLOWS", "SampledFlow", "MeasureFlow", "RecalibrateFlow", "SynthFlow",
+           "BenchFlow", "ModelSection", "DataSection", "run_flow", "run_measure",
+           "run_recalibrate", "run_synth", "run_bench_flow", "sample_model", "default_run_folder",
+           "server_options", "write_fit", "tuning_config", "confidence_service"]
 
 
 @dataclass(frozen=True)
@@ -61,11 +70,14 @@ class DataSection:
     """Folder with local copies of the named sets (default: $RECAL_DATA_DIR)."""
     limit: int | None = None
     """Use the first N questions."""
+    skip_bad: bool = False
+    """Skip malformed rows of a dataset file (with a warning) instead of refusing the file."""
 
     def load(self) -> list[Any]:
         from recal.data.loaders import load_questions
 
-        return load_questions(self.name, data_dir=self.data_dir, limit=self.limit)
+        return load_questions(self.name, data_dir=self.data_dir, limit=self.limit,
+                              skip_bad=self.skip_bad)
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,8 @@ class MeasureFlow(SampledFlow):
 
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     out: str = "runs/recipe-measure"
+    report: str | None = None
+    """The report folder (default: OUT/report)."""
 
 
 @dataclass(frozen=True)
@@ -139,30 +153,65 @@ class FlowSpec:
 FLOWS: Registry[FlowSpec] = Registry("flow")
 
 
-def _sample(flow: SampledFlow, out: Path) -> Any:
+def default_run_folder(model: str, dataset: str, style: str, samples: int,
+                       limit: int | None) -> Path:
+    """``runs/<model>-<dataset><limit>-<style>-m<samples>``: the run folder ``recal sample``
+    uses when given none (a server URL is named by its host and port)."""
+    stem = Path(model).stem if model.endswith(".gguf") else Path(model).name
+    if model.startswith(("http://", "https://")):  # a server: name it by host and port
+        stem = "server-" + model.split("//", 1)[1].split("/", 1)[0].replace(":", "-")
+    data = Path(dataset).stem if dataset.endswith((".jsonl", ".json", ".csv")) else dataset
+    data += f"{limit}" if limit else ""
+    return Path("runs") / f"{stem}-{data}-{style}-m{samples}"
+
+
+def server_options(model: str, served_model: str | None, api_key: str | None,
+                   concurrency: int) -> dict[str, Any]:
+    """The http backend's options when ``model`` is a server URL (refused otherwise)."""
+    if model.startswith(("http://", "https://")):
+        return {"served_model": served_model, "api_key": api_key, "concurrency": concurrency}
+    if served_model is not None or api_key is not None:
+        raise ValueError("--served-model and --api-key apply to a server URL given as --model "
+                         f"(http://HOST:PORT/v1), not to {model!r}")
+    return {}
+
+
+def sample_model(flow: SampledFlow, out: str | Path, *, overwrite: bool = False,
+                 announce: Callable[[str], None] | None = None) -> tuple[Any, Any]:
+    """Load the questions and the model of ``flow`` and sample what the run folder ``out``
+    lacks; returns ``(run store, backend)``. ``announce`` hears "loading MODEL ..." before the
+    model loads (the slow step)."""
     from recal.sampling import sample_run
 
-    return sample_run(flow.model.load(), flow.data.load(), out=out, config=flow.sampling,
-                      style=flow.style, shots=flow.shots, dataset=flow.data.name,
-                      progress=flow.progress)
+    questions = flow.data.load()
+    if announce is not None:
+        announce(f"loading {flow.model.name} ...")
+    backend = flow.model.load()
+    store = sample_run(backend, questions, out=Path(out), config=flow.sampling,
+                       style=flow.style, shots=flow.shots, dataset=flow.data.name,
+                       overwrite=overwrite, progress=flow.progress)
+    return store, backend
 
 
-def run_measure(flow: MeasureFlow) -> Path:
+def run_measure(flow: MeasureFlow, *, overwrite: bool = False,
+                announce: Callable[[str], None] | None = None) -> Path:
+    """Sample (reusing a matching stored run), measure every confidence scorer, write the report;
+    returns the report folder. The collapsing function is checked before anything loads."""
     from recal.measure import measure_run, write_report
+    from recal.semantic import get_collapser
 
+    collapser = get_collapser(flow.measure.collapse)
     out = Path(flow.out)
-    store = _sample(flow, out)
-    report = measure_run(store, flow.measure)
-    return write_report(report, out / "report")
+    store, backend = sample_model(flow, out, overwrite=overwrite, announce=announce)
+    report = measure_run(store, flow.measure, backend=backend, collapser=collapser)
+    return write_report(report, Path(flow.report) if flow.report else out / "report")
 
 
 def run_recalibrate(flow: RecalibrateFlow) -> Path:
-    import json
-
     from recal.repair import export_scorer, fit_methods
 
     out = Path(flow.out)
-    store = _sample(flow, out)
+    store, _ = sample_model(flow, out)
     report = fit_methods(store, flow.fit)
     (out / "fit.json").write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True,
                                              default=float) + "\n")
@@ -203,6 +252,64 @@ def run_bench_flow(flow: BenchFlow) -> Path:
             run_synthetic(flow.synth, out=synth_dir)  # writes synth_report.md there
         write_results(report, flow.results_md, synth_dir=synth_dir)
     return out
+
+
+def write_fit(doc: Mapping[str, Any], folder: str | Path) -> str:
+    """Write a fit's record (``fit.json``, the :meth:`recal.repair.FitReport.to_dict` document)
+    and its held-out table (``table.md``) into ``folder``; returns the table."""
+    from recal.tables import fit_table
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fit.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    table = fit_table(dict(doc))
+    (folder / "table.md").write_text(table + "\n")
+    return table
+
+
+def tuning_config(method: str, options: Mapping[str, Any], **common: Any) -> Any:
+    """The config of the LoRA tuning method ``method`` from ``options`` (None values are left at
+    the method's defaults; an option the method does not take is refused by name) and the
+    ``common`` fields every method takes (collapse, calibration_fraction, seed, n_resamples)."""
+    from recal.tuning import get_method
+
+    config_cls = get_method(method).config_cls
+    known = set(config_cls.__dataclass_fields__)
+    given = {k: v for k, v in options.items() if v is not None}
+    unused = sorted(k for k in given if k not in known)
+    if unused:
+        raise ValueError(f"the {method} method takes no {', '.join(unused)} option")
+    return config_cls(**common, **given)
+
+
+def confidence_service(scorer: str | Path, *, upstream: str | None = None,
+                       served_model: str | None = None, api_key: str | None = None,
+                       concurrency: int = 8, allow_model_mismatch: bool = False,
+                       warn: Callable[[str], None] | None = None) -> Any:
+    """The :class:`recal.serve.ConfidenceService` of ``recal serve``: the exported scorer folder
+    ``scorer`` in front of ``upstream`` (default: the model the scorer was fitted on, or its
+    server). With ``allow_model_mismatch`` a different upstream model is served after ``warn``
+    hears why it differs; otherwise it is refused."""
+    from recal.models import load_backend
+    from recal.scorer import load_scorer
+    from recal.serve import ConfidenceService
+    from recal.serve.scoring import ModelMismatchError
+
+    artifact = load_scorer(scorer)
+    over_http = artifact.model.get("backend") == "http"
+    model = upstream or artifact.model["source" if over_http else "name"]
+    served = served_model or (artifact.model["name"] if upstream is None and over_http else None)
+    backend = load_backend(model, kind=artifact.model.get("kind"),
+                           **server_options(model, served, api_key, concurrency))
+    try:
+        return ConfidenceService(artifact, backend)
+    except ModelMismatchError as exc:
+        if not allow_model_mismatch:
+            raise
+        if warn is not None:
+            warn(str(exc))
+        artifact.model = dict(artifact.model, config_hash=backend.identity.config_hash)
+        return ConfidenceService(artifact, backend)
 
 
 FLOWS.register("measure", FlowSpec(MeasureFlow, run_measure, MeasureFlow.__doc__ or ""))

@@ -11,6 +11,10 @@
     recipe = load_recipe("recipes/measure.yaml", overrides=["sampling.samples=50"])
     recipe.config          # a MeasureFlow dataclass, checked field by field
 
+Every command that reads a recipe reads it here: ``recal run FILE`` (any flow) and
+``recal synth --recipe FILE`` (``load_recipe(FILE, flow="synth", overrides=[("seed", 3)])``:
+the command's options are overrides, and a file without ``flow:`` is taken as the synth flow).
+
 Files are read with ``yaml.safe_load`` (no tags, no code). Precedence, highest first: the
 command line (``--set key.sub=value``, the value read as YAML), the recipe, its ``include:`` files
 in the order listed (each may include others; paths are relative to the including file), the
@@ -25,9 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +56,16 @@ class Recipe:
     """The recipe file (None for a recipe built from a mapping)."""
     raw: dict[str, Any]
     """The merged mapping the config was built from (for records and reports)."""
+
+    def resolved(self) -> dict[str, Any]:
+        """Every field, defaults included, as the flow will see it: plain YAML-able values
+        (``recal run --show`` prints this)."""
+        def plain(value: object) -> object:
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return [plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+        return {"flow": self.flow, **plain(dataclasses.asdict(self.config))}  # type: ignore[dict-item]
 
 
 # --------------------------------------------------------------------------- reading and merging
@@ -229,23 +244,26 @@ def _coerce(tp: Any, value: Any, dotted: str, origin: Mapping[str, str]) -> Any:
         if not isinstance(value, Mapping):
             raise _fail(origin, dotted, f"expected a mapping, got {_describe(value)}")
         return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _fail(origin, dotted, f"expected true or false, got {_describe(value)}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _fail(origin, dotted, f"expected an integer, got {_describe(value)}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise _fail(origin, dotted, f"expected a number, got {_describe(value)}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _fail(origin, dotted, f"expected a string, got {_describe(value)}")
-    raise TypeError(f"recipes cannot fill a field of type {tp!r} ({dotted})")  # a recal bug
+    return _coerce_scalar(tp, value, dotted, origin)
+
+
+_SCALARS: dict[type, tuple[Callable[[Any], bool], str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+"""What a recipe value of each scalar type must be, and how an error names it."""
+
+
+def _coerce_scalar(tp: Any, value: Any, dotted: str, origin: Mapping[str, str]) -> Any:
+    """Check a scalar ``value`` against ``tp`` (an int is a float where a float is expected)."""
+    if tp not in _SCALARS:
+        raise TypeError(f"recipes cannot fill a field of type {tp!r} ({dotted})")  # a recal bug
+    accepts, expected = _SCALARS[tp]
+    if not accepts(value):
+        raise _fail(origin, dotted, f"expected {expected}, got {_describe(value)}")
+    return float(value) if tp is float else value
 
 
 def _type_name(tp: Any) -> str:
@@ -284,21 +302,28 @@ def build_config(cls: type, mapping: Mapping[str, Any], *,
     except (ValueError, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         section = prefix.rstrip(".")
-        where = _where(origin, section) if section else _where(origin, next(iter(kwargs), ""))
+        # Blame whoever set the key the message starts with ("seed must be ..."), else the
+        # section (or, at the top level, the first key).
+        first = re.match(r"\w+", message)
+        named = first.group() if first and first.group() in kwargs else None
+        key = prefix + named if named else section or next(iter(kwargs), "")
+        where = _where(origin, key)
         raise RecipeError(f"{where}: {section + ': ' if section else ''}{message}") from None
 
 
 # --------------------------------------------------------------------------- the entry point
 
 
-def load_recipe(path: str | Path | None = None, *, overrides: Sequence[str] = (),
-                mapping: Mapping[str, Any] | None = None) -> Recipe:
+def load_recipe(path: str | Path | None = None, *,
+                overrides: Sequence[str | tuple[str, Any]] = (),
+                mapping: Mapping[str, Any] | None = None, flow: str | None = None) -> Recipe:
     """Read, merge and check a recipe file (or a ``mapping``), then apply ``overrides``.
 
-    ``overrides`` are ``key=value`` strings (``sampling.samples=50``), highest precedence.
+    ``overrides`` are ``key=value`` strings (``sampling.samples=50``, the value read as YAML) or
+    ``(key, value)`` pairs (a command's typed options), highest precedence; either kind is named
+    "the command line" in errors. ``flow``: the flow the caller runs; a recipe without a
+    ``flow:`` key is taken as that flow, and one naming another flow is refused.
     """
-    from recal.flows import FLOWS
-
     if (path is None) == (mapping is None):
         raise ValueError("give a recipe path or a mapping, not both or neither")
     if path is not None:
@@ -311,20 +336,35 @@ def load_recipe(path: str | Path | None = None, *, overrides: Sequence[str] = ()
         source = None
         merged = _copy(dict(mapping or {}))
         origin = _origins(merged, "the recipe")
-    for text in overrides:
-        key, value = parse_override(text)
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
         _apply_override(merged, origin, key, value)
+    name = _flow_name(merged, origin, source, flow)
+    from recal.flows import FLOWS
 
-    flow = merged.pop("flow", None)
+    config = build_config(FLOWS.get(name).config, merged, origin=origin)
+    return Recipe(name.lower(), config, source, {"flow": name, **merged})
+
+
+def _flow_name(merged: dict[str, Any], origin: Mapping[str, str], source: Path | None,
+               expected: str | None) -> str:
+    """Pop the ``flow:`` key of ``merged`` and check it names a flow (``expected``, if given)."""
+    from recal.flows import FLOWS
+
+    name = merged.pop("flow", None)
     where = origin.get("flow", str(source) if source else "the recipe")
-    if flow is None:
+    if name is None and expected is not None:
+        return expected
+    if name is None:
         raise RecipeError(f"{where}: flow: missing; name the flow to run (one of "
                           f"{', '.join(FLOWS)})")
-    if not isinstance(flow, str):
-        raise RecipeError(f"{where}: flow: expected a flow name, got {_describe(flow)}")
+    if not isinstance(name, str):
+        raise RecipeError(f"{where}: flow: expected a flow name, got {_describe(name)}")
     try:
-        spec = FLOWS.get(flow)
+        FLOWS.get(name)
     except KeyError as err:
         raise RecipeError(f"{where}: flow: {err.args[0]}") from None
-    config = build_config(spec.config, merged, origin=origin)
-    return Recipe(flow.lower(), config, source, {"flow": flow, **merged})
+    if expected is not None and name.lower() != expected:
+        raise RecipeError(f"{where}: flow: this command runs the {expected} flow, got {name!r} "
+                          f"(run it with `recal run {source or 'RECIPE'}`)")
+    return name

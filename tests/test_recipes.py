@@ -146,3 +146,43 @@ def test_recal_run_measures_the_tiny_model_and_resumes(tiny_model_dir, tmp_path)
     assert (tmp_path / "run" / "samples.jsonl").read_text().splitlines() == lines
     bad = runner.invoke(app, ["run", str(path), "--set", "sampling.n_sampels=3"])
     assert bad.exit_code == 2 and "did you mean 'n_samples'" in bad.output
+
+
+def test_a_command_reads_its_flow_through_the_same_loader(tmp_path):
+    # `recal synth --recipe FILE --seed 3` is load_recipe(FILE, flow="synth", overrides=[...])
+    path = _write(tmp_path / "s.yaml", "reduced: true\nseed: 1\nm_sweep: [5, 10]\n")
+    config = load_recipe(path, flow="synth").config
+    assert isinstance(config, SynthFlow) and config.seed == 1 and config.m_sweep == (5, 10)
+    over = load_recipe(path, flow="synth", overrides=[("seed", 3), "n_samples=7"]).config
+    assert (over.seed, over.n_samples, over.reduced) == (3, 7, True)
+    assert load_recipe(mapping={}, flow="synth").config == SynthFlow()
+    with pytest.raises(RecipeError, match="the command line: seed: expected an integer"):
+        load_recipe(path, flow="synth", overrides=[("seed", "three")])
+    other = _write(tmp_path / "m.yaml", "flow: measure\n")
+    with pytest.raises(RecipeError, match=f"{other}: flow: this command runs the synth flow, "
+                                          "got 'measure'"):
+        load_recipe(other, flow="synth")
+    assert load_recipe(path, overrides=["flow=synth"]).flow == "synth"  # `recal run` as well
+    with pytest.raises(RecipeError, match="flow: missing"):
+        load_recipe(path)  # `recal run` needs the flow named
+
+
+def test_a_config_check_names_the_file_that_set_the_key(tmp_path):
+    _write(tmp_path / "base.yaml", "flow: measure\nsampling: {temperature: -1}\n")
+    path = _write(tmp_path / "top.yaml", "include: base.yaml\nsampling: {n_samples: 5}\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert str(err.value).startswith(f"{tmp_path / 'base.yaml'}: sampling: temperature must be")
+    synth = _write(tmp_path / "s.yaml", "flow: synth\nreduced: true\nseed: 1\n")
+    with pytest.raises(RecipeError, match="^the command line: seed must be a non-negative"):
+        load_recipe(synth, overrides=["seed=-1"])
+
+
+def test_resolved_recipe_is_plain_yaml():
+    import yaml
+
+    recipe = load_recipe(mapping={"flow": "measure", "sampling": {"tau_grid": [0.5, 1]}})
+    resolved = recipe.resolved()
+    assert resolved["flow"] == "measure"
+    assert resolved["sampling"]["tau_grid"] == [0.5, 1.0] and resolved["out"] == recipe.config.out
+    assert yaml.safe_load(yaml.safe_dump(resolved)) == resolved  # no tuples, no objects

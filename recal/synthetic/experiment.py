@@ -57,7 +57,7 @@ from recal.synthetic.repairs import (
 from recal.synthetic.world import SYNTH_STYLES, World, WorldConfig, make_world, prompt_text
 
 __all__ = ["SynthConfig", "SynthRow", "SynthReport", "run_synthetic", "noise_floor",
-           "true_calibration_error", "load_synth_recipe", "write_synth_report", "apply_repairs"]
+           "true_calibration_error", "write_synth_report", "apply_repairs"]
 
 _FULL: dict[str, Any] = dict(
     n_entities=150, corpus_per_question=20, hidden_size=256, intermediate_size=1536,
@@ -216,26 +216,6 @@ class SynthConfig:
             if row.get(key) is not None:
                 row[key] = tuple(row[key])
         return cls(**row)
-
-
-def load_synth_recipe(path: str | Path, **overrides: Any) -> SynthConfig:
-    """A ``SynthConfig`` from a YAML recipe (a plain mapping of its fields, read with
-    ``safe_load``); ``overrides`` (e.g. from the command line) win over the recipe."""
-    import yaml
-
-    path = Path(path)
-    row = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(row, dict):
-        raise ValueError(f"recipe {path} must be a mapping of SynthConfig fields, "
-                         f"got {type(row).__name__}")
-    flow = row.pop("flow", "synth")  # the same file is a `recal run` recipe of the synth flow
-    if flow != "synth":
-        raise ValueError(f"recipe {path}: flow: expected 'synth', got {flow!r}")
-    row.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return SynthConfig.from_dict(row)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"recipe {path}: {err}") from None
 
 
 @dataclass

@@ -1,0 +1,224 @@
+"""``recal fit``, ``recal export``, ``recal apply`` and ``recal tune``: repairs of a stored run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recal.cli.common import (
+    DEFAULT_CONFIDENCE,
+    CollapseOpt,
+    ConfidenceOpt,
+    FractionOpt,
+    ProgressOpt,
+    ResamplesOpt,
+    RunArg,
+    fail,
+    names,
+    reported,
+)
+from recal.errors import user_errors, user_message
+from recal.lines import dumps_line
+
+__all__ = ["fit", "export", "apply", "tune"]
+
+
+def fit(
+    run: RunArg,
+    methods: Annotated[str, typer.Option(help="Comma-separated recalibrators.")] =
+        "identity,temperature,platt,isotonic,histogram,beta",
+    collapse: CollapseOpt = "normalized", confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
+    calibration_fraction: FractionOpt = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the bootstrap.")] = 0,
+    resamples: ResamplesOpt = 1000,
+    confirm: Annotated[bool, typer.Option(
+        help="Resample the held-out questions at the refitted sampling temperature.")] = False,
+    cv: Annotated[int | None, typer.Option(
+        min=2, help="Judge out of fold with K folds instead of one held-out split.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder (default: RUN/fit-B-NAME, NAME the --confidence).")] = None,
+) -> None:
+    """Fit repairs on a calibration split and judge them on the held-out split."""
+    from recal.flows import write_fit
+    from recal.repair import FitConfig, fit_methods
+    from recal.runstore import RunStore
+
+    with reported():
+        config = FitConfig(methods=names(methods), scorer=confidence, collapse=collapse,
+                           calibration_fraction=calibration_fraction, seed=seed,
+                           n_resamples=resamples, cv_folds=cv)
+        store = RunStore.open(run)
+        report = fit_methods(store, config)
+        doc = report.to_dict()
+        if confirm and report.temperature is not None:
+            if report.temperature.tau_ == report.temperature.tau0:
+                typer.echo("the refitted sampling temperature is the one sampled at: nothing "
+                           "to confirm by resampling", err=True)
+            else:
+                doc["sampling_temperature_confirmed"] = _confirm_temperature(store, report)
+    folder = out or run / f"fit-{collapse}-{confidence}"
+    typer.echo(write_fit(doc, folder))
+    typer.echo(f"\n{folder / 'fit.json'}")
+
+
+def export(
+    run: RunArg,
+    method: Annotated[str, typer.Option(help="The recalibrator to export.")] = "isotonic",
+    collapse: CollapseOpt = "normalized", confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
+    calibration_fraction: FractionOpt = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    out: Annotated[Path, typer.Option(help="Scorer folder to write.")] = Path("scorer"),
+) -> None:
+    """Fit one recalibrator and export it as a calibrated scorer (JSON data, no pickle)."""
+    from recal.repair import FitConfig, export_scorer
+    from recal.runstore import RunStore
+    from recal.tables import export_summary
+
+    with reported():
+        config = FitConfig(methods=(method,), scorer=confidence, collapse=collapse,
+                           calibration_fraction=calibration_fraction, seed=seed)
+        artifact = export_scorer(RunStore.open(run), method, config)
+    folder = artifact.save(out)
+    typer.echo(export_summary(method, artifact.metrics, folder))
+
+
+# ------------------------------------------------------------------------------------------------
+# AWAITING THE PYTHON API (issue 13): the bodies of `apply` and `_confirm_temperature` are kept as
+# they were while the judged-run work writes `apply_scorer` and `confirm_temperature`; the lead
+# replaces each body with one call to those functions at merge. The aliases below keep the
+# bodies' original names for the error helpers.
+_fail = fail
+_errors = user_errors
+_message = user_message
+
+
+def apply(
+    run: RunArg,
+    scorer: Annotated[Path, typer.Option(help="An exported scorer folder.")] = Path("scorer"),
+    out: Annotated[Path | None, typer.Option(help="JSONL to write (default: RUN/calibrated.jsonl)")]
+        = None,
+) -> None:
+    """Add calibrated confidences to a stored run."""
+    from recal.confidence import classify_run, get_scorer
+    from recal.runstore import RunStore
+    from recal.scorer import load_scorer
+    from recal.semantic import get_collapser
+
+    try:
+        artifact = load_scorer(scorer)
+        store = RunStore.open(run)
+        if store.manifest["model"].get("config_hash") != artifact.model.get("config_hash"):
+            raise ValueError(f"{run} was sampled from another model than the scorer was fitted "
+                             "on (config hashes differ)")
+        collapser = get_collapser(artifact.collapse, **artifact.collapse_options)
+        items = classify_run(store, collapser)
+        preds = get_scorer(artifact.scorer).score(items, collapser)
+        calibrated = artifact.recalibrator.predict_proba([p.confidence for p in preds])
+    except _errors() as exc:
+        raise _fail(_message(exc)) from None
+    target = out or run / "calibrated.jsonl"
+    with target.open("w", encoding="utf-8") as f:
+        for p, c in zip(preds, calibrated, strict=True):
+            f.write(dumps_line({"id": p.question_id, "answer": p.answer,
+                                "confidence": p.confidence, "calibrated": float(c),
+                                "correct": p.correct}))
+    typer.echo(f"{len(preds)} calibrated confidences written to {target}")
+
+
+def _confirm_temperature(store, report) -> dict:
+    """Resample the held-out questions at the refitted temperature and measure them."""
+    from dataclasses import asdict
+
+    from recal.confidence import classify_run, get_scorer
+    from recal.metrics import compute_all
+    from recal.models import load_backend
+    from recal.samples import SamplingConfig
+    from recal.sampling import sample_run
+    from recal.semantic import get_collapser
+
+    tau = report.temperature.tau_
+    sampling = dict(store.manifest["sampling"], temperature=tau, tau_grid=[])
+    by_id = {q.id: q for q in store.questions()}
+    held = [by_id[i] for i in report.heldout_ids]
+    model = store.manifest["model"]
+    backend = load_backend(model["name"], kind=model["kind"])
+    resampled = sample_run(backend, held, out=store.path / f"resampled-tau{tau:g}",
+                           config=SamplingConfig(**{**sampling, "tau_grid": ()}),
+                           style=store.manifest["style"], shots=store.manifest.get("shots"),
+                           dataset=store.manifest["questions"]["dataset"])
+    collapser = get_collapser(report.config.collapse)
+    items = classify_run(resampled, collapser)
+    preds = get_scorer("modal_share").score(items, collapser)
+    metrics = compute_all([p.confidence for p in preds], [p.correct for p in preds],
+                          n_resamples=report.config.n_resamples, seed=report.config.seed)
+    return {"tau": tau, "heldout": {k: asdict(v) for k, v in metrics.items()}}
+# END OF AWAITING THE PYTHON API
+# ------------------------------------------------------------------------------------------------
+
+
+# The options of `recal tune` (each LoRA method takes some of them; see recal.tuning).
+TuneMethodOpt = Annotated[str, typer.Option(help="distribution, confidence_head or amortised.")]
+TargetOpt = Annotated[str | None, typer.Option(
+    help="distribution: reference, sharpen or correct_mix; amortised: modal_share or correct.")]
+ReferenceOpt = Annotated[Path | None, typer.Option(
+    help="Reference model's run folder (distribution --target reference).")]
+EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Most epochs.")]
+PatienceOpt = Annotated[int | None, typer.Option(
+    min=1, help="Epochs without a better validation loss before stopping.")]
+LrOpt = Annotated[float | None, typer.Option(help="Learning rate of the adapter.")]
+RankOpt = Annotated[int | None, typer.Option(min=1, help="LoRA rank.")]
+TrainLayersOpt = Annotated[int | None, typer.Option(
+    min=0, help="LoRA on the last N layers (0: all layers).")]
+BatchSizeOpt = Annotated[int | None, typer.Option(min=1, help="Rows per step.")]
+MaxStepsOpt = Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")]
+EvalSamplesOpt = Annotated[int | None, typer.Option(
+    min=1, help="distribution: answers per held-out question from the tuned model.")]
+EvalLimitOpt = Annotated[int | None, typer.Option(
+    min=2, help="Judge on the first N held-out questions (default: all).")]
+HeadLrOpt = Annotated[float | None, typer.Option(help="amortised: learning rate of the head.")]
+AnswersOpt = Annotated[int | None, typer.Option(
+    min=1, help="confidence_head: graded answers per training question.")]
+KlWeightOpt = Annotated[float | None, typer.Option(
+    help="confidence_head: weight of the KL regulariser on the model's answers.")]
+MaxClassesOpt = Annotated[int | None, typer.Option(
+    min=1, help="distribution: classes per question trained on.")]
+
+
+def tune(
+    run: RunArg, method: TuneMethodOpt = "amortised", target: TargetOpt = None,
+    reference: ReferenceOpt = None, epochs: EpochsOpt = None, patience: PatienceOpt = None,
+    lr: LrOpt = None, rank: RankOpt = None, train_layers: TrainLayersOpt = None,
+    batch_size: BatchSizeOpt = None, max_steps: MaxStepsOpt = None,
+    eval_samples: EvalSamplesOpt = None, eval_limit: EvalLimitOpt = None,
+    head_lr: HeadLrOpt = None, answers_per_question: AnswersOpt = None,
+    kl_weight: KlWeightOpt = None, max_classes: MaxClassesOpt = None,
+    collapse: CollapseOpt = "normalized", calibration_fraction: FractionOpt = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the split (as recal fit's).")] = 0,
+    resamples: ResamplesOpt = 1000,
+    out: Annotated[Path | None, typer.Option(help="Folder (default: RUN/tune-METHOD).")] = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Repair by LoRA fine-tuning; judged on the held-out split of `recal fit`. Resumable: run
+    the same command again after a kill."""
+    from recal.flows import tuning_config
+    from recal.runstore import RunStore
+    from recal.tuning import tune as run_tune
+
+    options = {"target": target, "reference": str(reference) if reference else None,
+               "max_epochs": epochs, "patience": patience, "learning_rate": lr, "rank": rank,
+               "batch_size": batch_size, "max_steps": max_steps, "eval_samples": eval_samples,
+               "eval_limit": eval_limit, "head_learning_rate": head_lr,
+               "answers_per_question": answers_per_question, "kl_weight": kl_weight,
+               "max_classes": max_classes}
+    layers = {} if train_layers is None else {"train_layers": train_layers or None}  # 0: all
+    with reported():
+        config = tuning_config(method, options, collapse=collapse, seed=seed,
+                               calibration_fraction=calibration_fraction,
+                               n_resamples=resamples, **layers)
+        folder = out or run / f"tune-{config.method}"
+        report = run_tune(RunStore.open(run), config, folder, progress=progress)
+    typer.echo(report.table())
+    typer.echo(f"\nadapter: {report.adapter}\nscorer: {folder / 'scorer'}\n"
+               f"report: {folder / 'report.json'}")

@@ -1,0 +1,63 @@
+"""``recal serve``: the OpenAI-compatible proxy in front of an exported scorer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recal.cli.common import ApiKeyOpt, ConcurrencyOpt, ServedModelOpt, reported
+
+__all__ = ["serve"]
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+def serve(
+    scorer: Annotated[Path, typer.Option(help="An exported scorer folder (read once, at start).")]
+        = Path("scorer"),
+    model: Annotated[str | None, typer.Option(
+        "--model", "--upstream",
+        help="The upstream: a server URL (http://HOST:PORT/v1) or any --model of recal sample "
+             "(default: the model the scorer was fitted on).")] = None,
+    served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    proxy_key: Annotated[str | None, typer.Option(
+        help="API key clients must send (Authorization: Bearer); default $RECAL_PROXY_KEY; "
+             "none: no key asked.")] = None,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body.")] = 65536,
+    max_messages: Annotated[int, typer.Option(min=1, help="Most messages per request.")] = 64,
+    max_n: Annotated[int, typer.Option(min=1, help="Most choices (n) per request.")] = 4,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Largest max_tokens.")] = 512,
+    request_timeout: Annotated[float, typer.Option(help="Seconds per request in all.")] = 120.0,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Requests worked on at once.")] = 4,
+    allow_model_mismatch: Annotated[bool, typer.Option(
+        help="Serve although the upstream is not the model the scorer was fitted on.")] = False,
+) -> None:
+    """An OpenAI-compatible proxy that adds the calibrated confidence to each answer."""
+    from recal.flows import confidence_service
+
+    with reported():
+        from recal.serve import ServeConfig
+        from recal.serve.app import run_server
+
+        service = confidence_service(scorer, upstream=model, served_model=served_model,
+                                     api_key=api_key, concurrency=concurrency,
+                                     allow_model_mismatch=allow_model_mismatch, warn=_warn)
+        config = ServeConfig(api_key=proxy_key or os.environ.get("RECAL_PROXY_KEY") or None,
+                             max_body_bytes=max_body_bytes, max_messages=max_messages,
+                             max_n=max_n, max_tokens=max_tokens,
+                             request_timeout=request_timeout, max_concurrent=max_concurrent)
+    if config.api_key is None and host not in LOCAL_HOSTS:
+        _warn(f"serving on {host} with no API key (--proxy-key)")
+    typer.echo(f"recal serve: {service.served_model} on http://{host}:{port}/v1 "
+               f"(scorer {scorer}, M = {service.sampling.n_samples})", err=True)
+    run_server(service, config, host=host, port=port)

@@ -1,0 +1,77 @@
+"""Plain-text tables the command line prints (and ``recal fit`` stores as table.md), built from
+the Python API's results, so that a script and the CLI show the same numbers the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["packaged_models_table", "compare_table", "fit_table", "export_summary"]
+
+
+def packaged_models_table(root: Path) -> list[str]:
+    """One line per packaged model: name, kind, whether it is cached in ``root``, description."""
+    from recal.models.packaged import PACKAGED_MODELS
+
+    lines = []
+    for name, spec in PACKAGED_MODELS.items():
+        converted = (root / name / "hf" / "config.json").exists()
+        fetched = (root / name / spec.gguf_name).exists()
+        state = "ready" if converted else ("fetched" if fetched else "not fetched")
+        lines.append(f"{name:<24} {spec.kind:<5} {state:<12} {spec.description}")
+    return lines
+
+
+def _cell(metric: dict[str, float]) -> str:
+    return f"{metric['estimate']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
+
+
+def compare_table(result: dict[str, dict[str, Any]], confidence: str) -> str:
+    """:func:`recal.measure.compare_collapsers`'s result: one row per collapsing function B, each
+    headline metric with its interval and its change from the first B."""
+    from recal.measure import HEADLINE_METRICS
+
+    first = next(iter(result))
+    lines = [f"confidence scorer {confidence}; each cell: estimate [interval] "
+             f"(change from {first})",
+             "| B | " + " | ".join(HEADLINE_METRICS) + " | same verdict |",
+             "|---" * (len(HEADLINE_METRICS) + 2) + "|"]
+    for name, entry in result.items():
+        cells = [f"{_cell(entry['metrics'][m])} ({entry['delta'][m]:+.3f})"
+                 for m in HEADLINE_METRICS]
+        lines.append(f"| {name} | " + " | ".join(cells)
+                     + f" | {entry['correct_agreement']:.1%} |")
+    return "\n".join(lines)
+
+
+def fit_table(doc: dict[str, Any]) -> str:
+    """:meth:`recal.repair.FitReport.to_dict`'s held-out metrics, one row per repair method (and
+    the resampled confirmation of the sampling temperature, when the document holds one)."""
+    from recal.measure import HEADLINE_METRICS
+
+    shown = [m for m in HEADLINE_METRICS if m != "mean_confidence"]
+    split = (f"out of fold ({doc['config']['cv_folds']}-fold), {doc['n_heldout']} questions"
+             if doc["config"].get("cv_folds") else
+             f"{doc['n_heldout']} questions (fitted on {doc['n_calibration']})")
+    lines = [f"Held-out: {split}; "
+             f"base-rate Brier {doc['base_rate_brier']:.3f}. Each cell: estimate [95% interval].",
+             "", "| method | " + " | ".join(shown) + " | verdict |",
+             "|---" * (len(shown) + 2) + "|"]
+    for name, entry in doc["methods"].items():
+        label = name + (f" (tau = {entry['tau']:g})" if "tau" in entry else "")
+        cells = [_cell(entry["heldout"][m]) for m in shown]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {entry['verdict']} |")
+    confirmed = doc.get("sampling_temperature_confirmed")
+    if confirmed:
+        cells = [_cell(confirmed["heldout"][m]) for m in shown]
+        lines.append(f"| sampling_temperature resampled (tau = {confirmed['tau']:g}) | "
+                     + " | ".join(cells) + " | confirmation |")
+    return "\n".join(lines)
+
+
+def export_summary(method: str, metrics: dict[str, Any], folder: Path) -> str:
+    """One line on an exported scorer: its verdict and held-out smooth ECE, Brier and AUROC."""
+    held = metrics["heldout"]
+    return (f"exported {method} ({metrics['verdict']}) to {folder}: held-out smooth "
+            f"ECE {held['smooth_ece']['estimate']:.3f}, Brier "
+            f"{held['brier_score']['estimate']:.3f}, AUROC {held['auroc']['estimate']:.3f}")
