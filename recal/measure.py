@@ -98,7 +98,7 @@ def measure_run(store: RunStore, config: MeasureConfig | None = None, *,
         scorer = get_scorer(name)
         if scorer.needs_backend and backend is None:
             raise ValueError(f"the {name} scorer asks the model: load it (the CLI does this "
-                             "when --scorers names it)")
+                             "when --confidence names it)")
         predictions = scorer.score(items, collapser, backend)
         conf = np.array([p.confidence for p in predictions], dtype=float)
         corr = np.array([p.correct for p in predictions], dtype=float)

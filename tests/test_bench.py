@@ -286,7 +286,7 @@ def test_cli_bench_on_the_tiny_model(tiny_model_dir, tmp_path):
     result = CliRunner().invoke(app, [
         "bench", "--model", str(tiny_model_dir), "--dataset", str(data), "--limit", "12",
         "--samples", "4", "--tau-grid", "", "--methods", "identity,isotonic", "--peers", "",
-        "--scorers", "modal_share", "--no-diagrams", "--out", str(tmp_path / "out"),
+        "--confidence", "modal_share", "--no-diagrams", "--out", str(tmp_path / "out"),
         "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "| modal_share | isotonic |" in result.output
@@ -326,7 +326,7 @@ def test_a_terminated_bench_keeps_its_samples_and_their_sampling_time(tiny_model
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "recal.cli", "bench", "--model", str(tiny_model_dir),
            "--dataset", str(data), "--limit", "60", "--samples", "6", "--tau-grid", "",
-           "--methods", "identity", "--peers", "", "--scorers", "modal_share",
+           "--methods", "identity", "--peers", "", "--confidence", "modal_share",
            "--no-diagrams", "--no-transfer", "--no-progress", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120

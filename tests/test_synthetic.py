@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from recal.recipes import load_recipe
 from recal.semantic import get_collapser
 from recal.synthetic import SynthConfig, WorldConfig, make_world, run_synthetic
-from recal.synthetic.experiment import load_synth_recipe, noise_floor
+from recal.synthetic.experiment import noise_floor
 from recal.synthetic.model import (
     ModelConfig,
     TrainConfig,
@@ -107,8 +108,8 @@ def test_config_checks_and_recipe():
     with pytest.raises(ValueError, match="unknown SynthConfig field"):
         SynthConfig.from_dict({"n_entitys": 3})
     pytest.importorskip("yaml")
-    cfg = load_synth_recipe(RECIPE)
-    assert load_synth_recipe(RECIPE, n_entities=7).n_entities == 7
+    cfg = load_recipe(RECIPE, flow="synth").config.synth_config()
+    assert load_recipe(RECIPE, overrides=[("n_entities", 7)]).config.n_entities == 7
     assert cfg.resolved().styles == SYNTH_STYLES
     assert SynthConfig(reduced=True).resolved().styles == ("concise",)
 
