@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from recal.bench import BenchConfig
 from recal.measure import MeasureConfig
+from recal.models.packaged import DEFAULT_MODEL
 from recal.registry import Registry
 from recal.repair import FitConfig
 from recal.samples import SamplingConfig
@@ -44,15 +45,21 @@ __all__ = ["FlowSpec", "FLOWS", "SampledFlow", "MeasureFlow", "RecalibrateFlow",
 class ModelSection:
     """Which model answers, and through which backend."""
 
-    name: str = "smollm2-135m-instruct"
+    name: str = DEFAULT_MODEL
     """Packaged name, .gguf file, folder, hub id, or a served model's name (http backend)."""
     kind: Literal["chat", "base"] | None = None
     """Force chat or base prompting (default: from the model)."""
-    backend: Literal["transformers", "http", "vllm"] | None = None
-    """None: 'http' when name is a server URL (http://HOST:PORT/v1), else 'transformers'."""
+    backend: str | None = None
+    """A registered backend (``recal.models.BACKENDS``); None: chosen by
+    :func:`recal.models.choose_backend` ('http' for a server URL, else 'transformers')."""
     options: dict[str, Any] = field(default_factory=dict)
     """Backend options (for 'http': served_model, concurrency, timeout, ...; the API key comes
     from $RECAL_API_KEY or $OPENAI_API_KEY, so that recipes hold no secrets)."""
+
+    def __post_init__(self) -> None:
+        from recal.models.backends import choose_backend
+
+        choose_backend(self.name, self.backend)  # an unknown backend: did-you-mean, before work
 
     def load(self) -> Any:
         from recal.models import load_backend

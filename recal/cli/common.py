@@ -13,7 +13,10 @@ from typing import Annotated
 
 import typer
 
+from recal.confidence import SCORERS
 from recal.errors import user_errors, user_message
+from recal.models.packaged import DEFAULT_MODEL
+from recal.semantic import COLLAPSERS
 
 __all__ = ["app", "fail", "reported", "names", "floats", "DEFAULT_MODEL", "DEFAULT_DATASET",
            "DEFAULT_CONFIDENCE"]
@@ -26,7 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_DATASET = "builtin"
 DEFAULT_CONFIDENCE = "modal_share"
 
@@ -96,8 +98,10 @@ TauGridOpt = Annotated[str, typer.Option(
 
 # The options of the commands that read a stored run.
 RunArg = Annotated[Path, typer.Argument(help="A run folder made by `recal sample`.")]
-CollapseOpt = Annotated[str, typer.Option(help="Collapsing function B.")]
+CollapseOpt = Annotated[str, typer.Option(
+    help=f"Collapsing function B: {', '.join(COLLAPSERS)}.")]
 ConfidenceOpt = Annotated[str, typer.Option(
-    "--confidence", help="Confidence scorer (e.g. modal_share) whose output is repaired.")]
+    "--confidence",
+    help=f"Confidence scorer whose output is repaired: {', '.join(SCORERS)}.")]
 FractionOpt = Annotated[float, typer.Option(help="Share of questions to fit on; the rest judge.")]
 ResamplesOpt = Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")]

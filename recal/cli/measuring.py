@@ -38,6 +38,8 @@ from recal.cli.common import (
     names,
     reported,
 )
+from recal.confidence import SCORERS
+from recal.semantic import COLLAPSERS
 
 __all__ = ["models", "sample", "measure", "compare", "sampled_flow", "SAMPLING_OPTIONS"]
 
@@ -122,7 +124,8 @@ def measure(
     out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
     tau_grid: TauGridOpt = "", served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
     concurrency: ConcurrencyOpt = 8,
-    collapse: Annotated[str, typer.Option(help="Collapsing function B.")] = "normalized",
+    collapse: Annotated[str, typer.Option(
+        help=f"Collapsing function B: {', '.join(COLLAPSERS)}.")] = "normalized",
     confidence: Annotated[str, typer.Option(
         "--confidence", help="Comma-separated confidence scorers.")] =
         ",".join(("modal_share", "heldout_modal", "semantic_entropy", "greedy_likelihood")),
@@ -153,7 +156,7 @@ def compare(
     collapse: Annotated[list[str] | None, typer.Option(
         help="Two or more collapsing functions B (default: normalized, embedding).")] = None,
     confidence: Annotated[str, typer.Option(
-        "--confidence", help="Confidence scorer.")] = DEFAULT_CONFIDENCE,
+        "--confidence", help=f"Confidence scorer: {', '.join(SCORERS)}.")] = DEFAULT_CONFIDENCE,
     resamples: ResamplesOpt = 1000,
 ) -> None:
     """How much the metrics move between collapsing functions, on the same samples."""

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from recal.calibrators import RECALIBRATORS
 from recal.cli.common import (
     DEFAULT_CONFIDENCE,
     CollapseOpt,
@@ -65,7 +66,8 @@ def fit(
 
 def export(
     run: RunArg,
-    method: Annotated[str, typer.Option(help="The recalibrator to export.")] = "isotonic",
+    method: Annotated[str, typer.Option(
+        help=f"The recalibrator to export: {', '.join(RECALIBRATORS)}.")] = "isotonic",
     collapse: CollapseOpt = "normalized", confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
     calibration_fraction: FractionOpt = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,

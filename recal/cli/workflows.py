@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from recal.cli.common import (
+    DEFAULT_MODEL,
     DataDirOpt,
     ProgressOpt,
     SamplesOpt,
@@ -120,7 +121,7 @@ def bench(
     grid = floats(tau_grid, "--tau-grid")
     with reported():
         flow = BenchFlow(
-            models=tuple(model or ("smollm2-135m-instruct",)),
+            models=tuple(model or (DEFAULT_MODEL,)),
             datasets=tuple(dataset or ("builtin",)), limit=limit,
             data_dir=str(data_dir) if data_dir else None, style=style,  # type: ignore[arg-type]
             sampling=SamplingConfig(n_samples=samples, temperature=temperature, seed=seed,

