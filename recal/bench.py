@@ -85,6 +85,9 @@ class BenchConfig:
     and dataset on a CPU."""
     calibration_fraction: float = 0.5
     """Share of each set's questions the methods are fitted on; the rest judges them."""
+    min_ess: float = 5.0
+    """The sampling-temperature refit refuses a temperature whose median effective sample size
+    is below this (as ``recal fit``'s ``min_ess``)."""
     transfer: bool = True
     """With two or more datasets: fit on each, judge on every other."""
     n_resamples: int = 1000
@@ -383,7 +386,8 @@ def _judge_cell(model: str, dataset: str, store: RunStore, config: BenchConfig, 
         task = RepairTask(judged, model=model, dataset=dataset,
                           load_backend=lambda m=model: models.get(m),
                           workdir=Path(config.out) / "tuned" / store.path.name,
-                          tuning=config.tuning_for(dataset), progress=config.progress)
+                          tuning=config.tuning_for(dataset), progress=config.progress,
+                          min_ess=config.min_ess)
         out[scorer_name] = task
         sequences = _sequences(scorer_name, int(sampling["n_samples"]),
                                bool(sampling.get("greedy")))
@@ -419,6 +423,8 @@ def _judge_cell(model: str, dataset: str, store: RunStore, config: BenchConfig, 
 
 def _transfer(cells: dict[tuple[str, str], dict[str, RepairTask]], config: BenchConfig,
               report: BenchReport) -> None:
+    import warnings
+
     from recal.metrics import smooth_ece
 
     scorer = config.scorers[0]
@@ -434,7 +440,9 @@ def _transfer(cells: dict[tuple[str, str], dict[str, RepairTask]], config: Bench
                 if method_name not in tgt.heldout_confidence:
                     continue
                 try:
-                    conf = method.transfer(src, tgt)
+                    with warnings.catch_warnings():  # as in the cell's own fit
+                        warnings.simplefilter("ignore", CalibrationWarning)
+                        conf = method.transfer(src, tgt)
                 except Exception:  # noqa: BLE001 - a failed fit is already a row's error
                     continue
                 held_conf, held = tgt.judged.heldout()

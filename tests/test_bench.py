@@ -12,10 +12,10 @@ from conftest import make_backend
 from typer.testing import CliRunner
 
 from recal.bench import BenchConfig, TransferRow, run_bench, write_bench_report
-from recal.repairs import REPAIR_METHODS
 from recal.cli import app
 from recal.models.base import Backend, ModelIdentity
 from recal.prompts import Prompt
+from recal.repairs import REPAIR_METHODS
 from recal.samples import QuestionSamples, Sample, SamplingConfig
 
 GOLD = ["a", "b", "c", "d", "e", "f"]  # half the tiny model's letters: right about half the time
