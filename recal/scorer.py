@@ -166,9 +166,10 @@ class CalibratedScorer:
     def _score_items(self, items: Sequence[Any], collapser: Any
                      ) -> list[tuple[Any, float, float]]:
         """(prediction, raw confidence, calibrated confidence) of each classified question."""
-        from recal.confidence import get_scorer
+        from recal.judged import JudgedRun
 
-        predictions = get_scorer(self.scorer).score(items, collapser, self.backend)
+        predictions = JudgedRun.from_items(items, collapser, self.scorer,
+                                           backend=self.backend).predictions
         out = []
         for item, prediction in zip(items, predictions, strict=True):
             raw = prediction.confidence
