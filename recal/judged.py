@@ -89,8 +89,9 @@ class Split:
         return cls(fraction, seed)
 
     @classmethod
-    def all_questions(cls) -> Split:
-        return cls(out_of_fold=True)
+    def all_questions(cls, seed: int = 0) -> Split:
+        """Every question on both sides; ``seed`` seeds the folds of cross-fitting."""
+        return cls(seed=seed, out_of_fold=True)
 
     def indices(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(calibration indices, held-out indices) over ``n`` questions."""

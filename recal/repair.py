@@ -116,7 +116,7 @@ class FitReport:
 
 def split_of(config: FitConfig) -> Split:
     """The calibration / held-out split ``config`` asks for (out of fold with ``cv_folds``)."""
-    return (Split.all_questions() if config.cv_folds
+    return (Split.all_questions(config.seed) if config.cv_folds
             else Split.random(config.calibration_fraction, config.seed))
 
 
