@@ -73,9 +73,12 @@ class BenchConfig:
     """The collapsing function; None: 'numeric' for GSM8K, 'normalized' for the rest."""
     scorers: tuple[str, ...] = DEFAULT_BENCH_SCORERS
     methods: tuple[str, ...] = DEFAULT_BENCH_METHODS
-    """recal's repairs: post-hoc recalibrators, 'sampling_temperature', LoRA methods."""
+    """recal's repairs (:data:`recal.repairs.REPAIR_METHODS`): post-hoc recalibrators,
+    'sampling_temperature', LoRA methods ('lora:amortised', ...); default: every default
+    post-hoc and sampling entry."""
     peers: tuple[str, ...] = DEFAULT_PEERS
-    """Peer baselines from netcal and scikit-learn, fitted on the same scores."""
+    """Peer baselines from netcal and scikit-learn, fitted on the same scores (the registry's
+    default peer entries)."""
     tuning: dict[str, Any] = field(default_factory=dict)
     """Settings of the LoRA methods (fields of :mod:`recal.tuning`'s configs: max_epochs,
     train_layers, learning_rate, eval_samples, ...); each method takes the ones its config has.

@@ -64,6 +64,9 @@ class FitConfig:
                 raise ValueError(f"{name!r} is a {method.family} repair: recal fit fits maps of "
                                  "confidence (the sampling temperature follows them when "
                                  "sampling_temperature is set; LoRA methods: recal tune)")
+            if self.cv_folds is not None and method.family != "post-hoc":
+                raise ValueError(f"cv_folds cross-fits recal's recalibrators; {name!r} is a "
+                                 f"{method.family} method: judge it on a held-out split")
         get_scorer(self.scorer)
         if self.cv_folds is not None and self.cv_folds < 2:
             raise ValueError(f"cv_folds must be at least 2, got {self.cv_folds}")
@@ -142,7 +145,7 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
     reference = judged.heldout_metrics()
     task = RepairTask(judged, min_ess=config.min_ess, cv_folds=config.cv_folds)
     names = list(config.methods)
-    if config.sampling_temperature and "sampling_temperature" not in names:
+    if config.sampling_temperature:
         names.append("sampling_temperature")
     for name in names:
         method = REPAIR_METHODS.get(name)

@@ -227,3 +227,22 @@ def test_methods_are_judged_against_the_unrepaired_confidence(overconfident_run)
     report = fit_methods(overconfident_run, FitConfig(methods=("isotonic",), n_resamples=50))
     [iso] = report.results
     assert iso.verdict == "good"  # not the reference, though it is the only method
+
+
+def test_fit_runs_peer_methods_from_the_registry_and_refuses_others(overconfident_run):
+    report = fit_methods(overconfident_run, FitConfig(methods=("identity", "sklearn:platt"),
+                                                      n_resamples=50))
+    identity, peer = report.results
+    assert peer.method == "sklearn:platt" and peer.recalibrator is None
+    assert peer.verdict == "good"  # a logistic map repairs the c ** 4 overconfidence
+    assert peer.heldout["smooth_ece"].estimate < identity.heldout["smooth_ece"].estimate
+    with pytest.raises(ValueError, match="is a lora repair"):
+        FitConfig(methods=("lora:amortised",))
+    with pytest.raises(ValueError, match="is a sampling repair"):
+        FitConfig(methods=("sampling_temperature",))
+    with pytest.raises(ValueError, match="cv_folds cross-fits"):
+        FitConfig(methods=("sklearn:platt",), cv_folds=3)
+    with pytest.raises(KeyError, match="did you mean 'platt'"):
+        FitConfig(methods=("plat",))
+    with pytest.raises(ValueError, match="not one of recal's recalibrators"):
+        export_scorer(overconfident_run, "sklearn:platt")
