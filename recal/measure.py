@@ -65,6 +65,8 @@ class ScorerResult:
     scorer: str
     predictions: list[Prediction]
     metrics: dict[str, BootstrapResult]
+    judged: JudgedRun | None = field(default=None, repr=False)
+    """The run as this scorer judged it (classes, arrays; no split)."""
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return arrays(self.predictions)
@@ -97,7 +99,7 @@ def measure_run(store: RunStore, config: MeasureConfig | None = None, *,
         judged = JudgedRun.from_items(items, collapser, name, backend=backend, store=store,
                                       n_resamples=config.n_resamples, seed=config.seed,
                                       confidence_level=config.confidence_level)
-        report.results[name] = ScorerResult(name, judged.predictions, judged.metrics())
+        report.results[name] = ScorerResult(name, judged.predictions, judged.metrics(), judged)
     return report
 
 
