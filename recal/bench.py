@@ -18,29 +18,30 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from recal.bench_methods import BENCH_METHODS, CellData, MethodOutcome
-from recal.calibrators import split_calibration
+from recal.bench_report import markdown_tables, transfer_table, write_bench_report
+from recal.calibrators import CalibrationWarning
 from recal.confidence import SCORERS, Classified, classify_run, get_scorer
-from recal.metrics import BootstrapResult, compute_all
+from recal.judged import JudgedRun, Split
+from recal.metrics import BootstrapResult
 from recal.models.base import Backend
+from recal.repairs import REPAIR_METHODS, RepairOutcome, RepairTask, default_methods
 from recal.runstore import RunStore
 from recal.samples import SamplingConfig
 from recal.semantic.base import get_collapser
 
 __all__ = ["BenchConfig", "BenchRow", "TransferRow", "BenchReport", "run_bench",
-           "write_bench_report", "DEFAULT_BENCH_METHODS", "DEFAULT_PEERS"]
+           "write_bench_report", "markdown_tables", "transfer_table", "DEFAULT_BENCH_METHODS",
+           "DEFAULT_PEERS"]
 
-DEFAULT_BENCH_METHODS = ("identity", "temperature", "platt", "isotonic", "histogram", "beta",
-                         "sampling_temperature")
-DEFAULT_PEERS = ("netcal:temperature", "netcal:logistic", "netcal:beta", "netcal:histogram",
-                 "netcal:isotonic", "sklearn:isotonic", "sklearn:platt")
+DEFAULT_BENCH_METHODS = default_methods("post-hoc", "sampling")
+DEFAULT_PEERS = default_methods("peer")
 DEFAULT_BENCH_SCORERS = ("modal_share", "heldout_modal", "semantic_entropy", "greedy_likelihood")
 # Sets whose answers are numbers are collapsed by value; the rest by normalised text.
 DATASET_COLLAPSE = {"gsm8k": "numeric"}
@@ -72,9 +73,12 @@ class BenchConfig:
     """The collapsing function; None: 'numeric' for GSM8K, 'normalized' for the rest."""
     scorers: tuple[str, ...] = DEFAULT_BENCH_SCORERS
     methods: tuple[str, ...] = DEFAULT_BENCH_METHODS
-    """recal's repairs: post-hoc recalibrators, 'sampling_temperature', LoRA methods."""
+    """recal's repairs (:data:`recal.repairs.REPAIR_METHODS`): post-hoc recalibrators,
+    'sampling_temperature', LoRA methods ('lora:amortised', ...); default: every default
+    post-hoc and sampling entry."""
     peers: tuple[str, ...] = DEFAULT_PEERS
-    """Peer baselines from netcal and scikit-learn, fitted on the same scores."""
+    """Peer baselines from netcal and scikit-learn, fitted on the same scores (the registry's
+    default peer entries)."""
     tuning: dict[str, Any] = field(default_factory=dict)
     """Settings of the LoRA methods (fields of :mod:`recal.tuning`'s configs: max_epochs,
     train_layers, learning_rate, eval_samples, ...); each method takes the ones its config has.
@@ -84,6 +88,9 @@ class BenchConfig:
     and dataset on a CPU."""
     calibration_fraction: float = 0.5
     """Share of each set's questions the methods are fitted on; the rest judges them."""
+    min_ess: float = 5.0
+    """The sampling-temperature refit refuses a temperature whose median effective sample size
+    is below this (as ``recal fit``'s ``min_ess``)."""
     transfer: bool = True
     """With two or more datasets: fit on each, judge on every other."""
     n_resamples: int = 1000
@@ -114,7 +121,7 @@ class BenchConfig:
         for name in self.scorers:
             SCORERS.get(name)  # did-you-mean KeyError before any sampling
         for name in (*self.methods, *self.peers):
-            BENCH_METHODS.get(name)
+            REPAIR_METHODS.get(name)
         if self.collapse is not None:
             get_collapser(self.collapse)
         if self.limit is not None and self.limit < 4:
@@ -301,11 +308,6 @@ def _sample(model: str, dataset: str, questions: list[Any], config: BenchConfig,
 # --------------------------------------------------------------------------- the bench
 
 
-def _metrics(conf: np.ndarray, corr: np.ndarray, config: BenchConfig
-             ) -> dict[str, BootstrapResult]:
-    return compute_all(conf, corr, n_resamples=config.n_resamples, seed=config.seed)
-
-
 def _sequences(scorer: str, m: int, greedy: bool) -> float:
     if scorer == "greedy_likelihood":
         return 1.0
@@ -348,7 +350,7 @@ def run_bench(config: BenchConfig | None = None, *,
         raise ValueError("none of the datasets could be loaded: " + "; ".join(
             f"{k}: {v}" for k, v in report.skipped.items()))
 
-    cells: dict[tuple[str, str], dict[str, CellData]] = {}
+    cells: dict[tuple[str, str], dict[str, RepairTask]] = {}
     try:
         for model in config.models:
             for dataset, questions in sets.items():
@@ -370,36 +372,39 @@ def run_bench(config: BenchConfig | None = None, *,
 
 
 def _judge_cell(model: str, dataset: str, store: RunStore, config: BenchConfig, models: _Models,
-                report: BenchReport) -> dict[str, CellData]:
+                report: BenchReport) -> dict[str, RepairTask]:
+    import warnings
+
     collapser = get_collapser(config.collapse_for(dataset))
     items: list[Classified] = classify_run(store, collapser)
-    cal_idx, held_idx = split_calibration(len(items), config.calibration_fraction, config.seed)
     sampling = store.manifest["sampling"]
-    out: dict[str, CellData] = {}
+    out: dict[str, RepairTask] = {}
     for scorer_name in config.scorers:
-        scorer = get_scorer(scorer_name)
-        backend = models.get(model) if scorer.needs_backend else None
-        predictions = scorer.score(items, collapser, backend)
-        conf = np.array([p.confidence for p in predictions], dtype=float)
-        corr = np.array([p.correct for p in predictions], dtype=float)
-        cell = CellData(model=model, dataset=dataset, scorer=scorer_name, store=store,
-                        items=items, collapser=collapser, confidence=conf, correct=corr,
-                        calibration_idx=cal_idx, heldout_idx=held_idx, seed=config.seed,
-                        load_backend=lambda m=model: models.get(m),
-                        workdir=Path(config.out) / "tuned" / store.path.name,
-                        tuning=config.tuning_for(dataset), progress=config.progress)
-        out[scorer_name] = cell
+        backend = models.get(model) if get_scorer(scorer_name).needs_backend else None
+        judged = JudgedRun.from_items(items, collapser, scorer_name, backend=backend,
+                                      split=Split.random(config.calibration_fraction,
+                                                         config.seed),
+                                      n_resamples=config.n_resamples, seed=config.seed,
+                                      store=store)
+        task = RepairTask(judged, model=model, dataset=dataset,
+                          load_backend=lambda m=model: models.get(m),
+                          workdir=Path(config.out) / "tuned" / store.path.name,
+                          tuning=config.tuning_for(dataset), progress=config.progress,
+                          min_ess=config.min_ess)
+        out[scorer_name] = task
         sequences = _sequences(scorer_name, int(sampling["n_samples"]),
                                bool(sampling.get("greedy")))
-        accuracy_before = float(corr[held_idx].mean())
+        accuracy_before = float(judged.heldout()[1].mean())
         for method_name in (*config.methods, *config.peers):
-            method = BENCH_METHODS.get(method_name)
+            method = REPAIR_METHODS.get(method_name)
             if (method.family == "lora" and config.tuning_datasets is not None
                     and dataset not in config.tuning_datasets):
                 continue
             t0 = time.perf_counter()
             try:
-                outcome: MethodOutcome | None = method.run(cell)
+                with warnings.catch_warnings():  # tiny or one-class splits: the row shows it
+                    warnings.simplefilter("ignore", CalibrationWarning)
+                    outcome: RepairOutcome | None = method.run(task)
             except Exception as err:  # one failing peer must not sink the bench
                 report.rows.append(BenchRow(
                     model, dataset, scorer_name, method_name, method.family, None,
@@ -409,23 +414,25 @@ def _judge_cell(model: str, dataset: str, store: RunStore, config: BenchConfig, 
             seconds = time.perf_counter() - t0
             if outcome is None:  # does not apply to this scorer (say why in the detail)
                 continue
-            cell.heldout_confidence[method_name] = outcome.confidence
-            cell.heldout_correct[method_name] = outcome.correct
+            task.heldout_confidence[method_name] = outcome.confidence
+            task.heldout_correct[method_name] = outcome.correct
             report.rows.append(BenchRow(
                 model, dataset, scorer_name, method_name, method.family,
-                _metrics(outcome.confidence, outcome.correct, config), accuracy_before,
+                judged.judge(outcome.confidence, outcome.correct), accuracy_before,
                 seconds, sequences * outcome.sequences_factor + outcome.extra_sequences,
                 detail=outcome.detail, arrays=(outcome.confidence, outcome.correct)))
     return out
 
 
-def _transfer(cells: dict[tuple[str, str], dict[str, CellData]], config: BenchConfig,
+def _transfer(cells: dict[tuple[str, str], dict[str, RepairTask]], config: BenchConfig,
               report: BenchReport) -> None:
+    import warnings
+
     from recal.metrics import smooth_ece
 
     scorer = config.scorers[0]
     for method_name in (*config.methods, *config.peers):
-        method = BENCH_METHODS.get(method_name)
+        method = REPAIR_METHODS.get(method_name)
         if not method.transferable:
             continue
         for (model, source), by_scorer in cells.items():
@@ -436,134 +443,15 @@ def _transfer(cells: dict[tuple[str, str], dict[str, CellData]], config: BenchCo
                 if method_name not in tgt.heldout_confidence:
                     continue
                 try:
-                    conf = method.transfer(src, tgt)
+                    with warnings.catch_warnings():  # as in the cell's own fit
+                        warnings.simplefilter("ignore", CalibrationWarning)
+                        conf = method.transfer(src, tgt)
                 except Exception:  # noqa: BLE001 - a failed fit is already a row's error
                     continue
-                held = tgt.correct[tgt.heldout_idx]
+                held_conf, held = tgt.judged.heldout()
                 report.transfer.append(TransferRow(
                     model, scorer, method_name, source, target,
-                    unrepaired=smooth_ece(tgt.confidence[tgt.heldout_idx], held),
+                    unrepaired=smooth_ece(held_conf, held),
                     in_domain=smooth_ece(tgt.heldout_confidence[method_name],
                                          tgt.heldout_correct[method_name]),
                     transferred=smooth_ece(conf, held)))
-
-
-# --------------------------------------------------------------------------- the report
-
-
-def _ci(result: BootstrapResult | None, digits: int = 3) -> str:
-    if result is None:
-        return "-"
-    return (f"{result.estimate:.{digits}f} [{result.low:.{digits}f}, "
-            f"{result.high:.{digits}f}]")
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    return "-" if value != value else f"{value:.{digits}f}"
-
-
-def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None,
-                    methods: Sequence[str] | None = None) -> str:
-    """The per model x dataset tables (held-out metrics, accuracy change, cost)."""
-    lines: list[str] = []
-    keep_scorers = set(scorers) if scorers is not None else None
-    keep_methods = set(methods) if methods is not None else None
-    order = list(dict.fromkeys((r.model, r.dataset) for r in report.rows))
-    for model, dataset in order:
-        info = report.runs.get(f"{model}/{dataset}", {})
-        secs = info.get("sampling_seconds")
-        lines += [f"### {model} on {dataset}", "",
-                  f"{info.get('questions', '?')} questions, held-out half judged; sampling "
-                  f"{_fmt(secs or float('nan'), 0)} s for {info.get('answers', '?')} answers.",
-                  "", "| scorer | method | smooth ECE | ECE | Brier | AUROC | accuracy "
-                  "(before) | confidence | fit s | sequences/q |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in report.rows:
-            if (r.model, r.dataset) != (model, dataset):
-                continue
-            if keep_scorers is not None and r.scorer not in keep_scorers:
-                continue
-            if keep_methods is not None and r.method not in keep_methods:
-                continue
-            if r.heldout is None:
-                lines.append(f"| {r.scorer} | {r.method} | failed: {r.error} | | | | | | | |")
-                continue
-            h = r.heldout
-            acc = h["accuracy"].estimate
-            acc_txt = (f"{acc:.3f}" if abs(acc - r.accuracy_before) < 1e-9
-                       else f"{acc:.3f} ({r.accuracy_before:.3f})")
-            note = f" (T={r.detail['tau']:g})" if "tau" in r.detail else ""
-            lines.append(
-                f"| {r.scorer} | {r.method}{note} | {_ci(h['smooth_ece'])} | "
-                f"{h['ece'].estimate:.3f} | {h['brier_score'].estimate:.3f} | "
-                f"{h['auroc'].estimate:.3f} | {acc_txt} | {h['mean_confidence'].estimate:.3f} | "
-                f"{r.fit_seconds:.3f} | {r.sequences_per_question:g} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def transfer_table(report: BenchReport, methods: Sequence[str] | None = None) -> str:
-    if not report.transfer:
-        return ""
-    keep = set(methods) if methods is not None else None
-    lines = ["| model | method | fit on | judged on | unrepaired | in-domain fit | transferred "
-             "| survives |", "|---|---|---|---|---|---|---|---|"]
-    for t in report.transfer:
-        if keep is not None and t.method not in keep:
-            continue
-        lines.append(f"| {t.model} | {t.method} | {t.source} | {t.target} | "
-                     f"{t.unrepaired:.3f} | {t.in_domain:.3f} | {t.transferred:.3f} | "
-                     f"{_fmt(t.survival, 2)} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_bench_report(report: BenchReport, out: str | Path | None = None) -> Path:
-    """Write bench.json, bench.md and (with ``diagrams``) one reliability figure per method."""
-    out = Path(out or report.config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "bench.json.tmp"
-    tmp.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=float) + "\n")
-    os.replace(tmp, out / "bench.json")
-    figures = _figures(report, out) if report.config.diagrams else []
-    text = ["# recal bench", "",
-            f"Models: {', '.join(report.config.models)}. Datasets: "
-            f"{', '.join(d for d in report.config.datasets if d not in report.skipped)}. "
-            f"Style {report.config.style}, M = {report.config.sampling.n_samples}, "
-            f"T = {report.config.sampling.temperature:g}. Every method is fitted on "
-            f"{report.config.calibration_fraction:.0%} of each set's questions and judged on "
-            f"the rest; intervals are {report.config.n_resamples}-resample bootstrap 95% "
-            f"intervals. Total {report.seconds:.0f} s.", ""]
-    for name, reason in report.skipped.items():
-        text.append(f"- skipped {name}: {reason}")
-    text += ["", markdown_tables(report)]
-    if report.transfer:
-        text += ["## Transfer", "", "Smooth ECE on the target's held-out half; *survives* is "
-                 "the share of the in-domain gain kept when the map is fitted on the other set.",
-                 "", transfer_table(report)]
-    if figures:
-        text += ["## Reliability diagrams", ""] + [f"![{p.stem}]({p.name})" for p in figures]
-    (out / "bench.md").write_text("\n".join(text) + "\n", encoding="utf-8")
-    return out
-
-
-def _figures(report: BenchReport, out: Path) -> list[Path]:
-    try:
-        from recal.plots import reliability_data, save_reliability_grid
-    except ImportError:  # matplotlib is optional at import time
-        return []
-    scorer = report.config.scorers[0]
-    paths = []
-    for method in dict.fromkeys(r.method for r in report.rows):
-        panels = []
-        for r in report.rows:
-            if r.method != method or r.scorer != scorer or r.heldout is None:
-                continue
-            if r.arrays is None:
-                continue
-            conf, corr = r.arrays
-            panels.append((f"{Path(r.model).name} / {r.dataset}",
-                           reliability_data(conf, corr, n_resamples=100, seed=0)))
-        if panels:
-            safe = method.replace(":", "-")
-            paths.append(save_reliability_grid(panels, out / f"reliability-{safe}.png"))
-    return paths

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from recal import __version__
-from recal.confidence import SCORERS, Classified, Prediction, classify_run, get_scorer
+from recal.confidence import SCORERS, Classified, Prediction, classify_run
+from recal.judged import JudgedRun, arrays
 from recal.lines import dumps_line
-from recal.metrics import METRICS, BootstrapResult, compute_all
+from recal.metrics import METRICS, BootstrapResult
 from recal.models.base import Backend
 from recal.runstore import RunStore
 from recal.semantic.base import Collapser, get_collapser
@@ -64,11 +65,11 @@ class ScorerResult:
     scorer: str
     predictions: list[Prediction]
     metrics: dict[str, BootstrapResult]
+    judged: JudgedRun | None = field(default=None, repr=False)
+    """The run as this scorer judged it (classes, arrays; no split)."""
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        conf = np.array([p.confidence for p in self.predictions], dtype=float)
-        corr = np.array([p.correct for p in self.predictions], dtype=float)
-        return conf, corr
+        return arrays(self.predictions)
 
 
 @dataclass
@@ -95,16 +96,10 @@ def measure_run(store: RunStore, config: MeasureConfig | None = None, *,
         raise ValueError(f"{store.path} holds no finished questions yet: run `recal sample` first")
     report = MeasureReport(str(store.path), store.manifest, config, items)
     for name in config.scorers:
-        scorer = get_scorer(name)
-        if scorer.needs_backend and backend is None:
-            raise ValueError(f"the {name} scorer asks the model: load it (the CLI does this "
-                             "when --confidence names it)")
-        predictions = scorer.score(items, collapser, backend)
-        conf = np.array([p.confidence for p in predictions], dtype=float)
-        corr = np.array([p.correct for p in predictions], dtype=float)
-        metrics = compute_all(conf, corr, n_resamples=config.n_resamples, seed=config.seed,
-                              confidence_level=config.confidence_level)
-        report.results[name] = ScorerResult(name, predictions, metrics)
+        judged = JudgedRun.from_items(items, collapser, name, backend=backend, store=store,
+                                      n_resamples=config.n_resamples, seed=config.seed,
+                                      confidence_level=config.confidence_level)
+        report.results[name] = ScorerResult(name, judged.predictions, judged.metrics(), judged)
     return report
 
 

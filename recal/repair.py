@@ -14,25 +14,24 @@ accuracy moves with it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
-import numpy as np
-
-from recal.calibrators import cross_val_predict, get_recalibrator, split_calibration
 from recal.calibrators.base import Recalibrator
 from recal.confidence import Prediction, classify_run, get_scorer
-from recal.metrics import BootstrapResult, brier_score, compute_all
+from recal.judged import JudgedRun, Split, verdict
+from recal.metrics import BootstrapResult
 from recal.models.base import Backend
+from recal.repairs import REPAIR_METHODS, RepairTask, default_methods
 from recal.runstore import RunStore
-from recal.sampling_temperature import TemperatureFit, fit_sampling_temperature, reweight_all
+from recal.sampling_temperature import TemperatureFit
 from recal.semantic.base import Collapser, get_collapser
 
 __all__ = ["FitConfig", "MethodResult", "FitReport", "fit_methods", "export_scorer",
-           "DEFAULT_METHODS"]
+           "confirm_temperature", "apply_scorer", "DEFAULT_METHODS"]
 
-DEFAULT_METHODS = ("identity", "temperature", "platt", "isotonic", "histogram", "beta")
+DEFAULT_METHODS = default_methods("post-hoc")
+"""recal's post-hoc recalibrators, as :mod:`recal.repairs` lists them."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,8 @@ class FitConfig:
     """Which repairs to fit, on which scores, and how to split."""
 
     methods: tuple[str, ...] = DEFAULT_METHODS
+    """Repair methods of :data:`recal.repairs.REPAIR_METHODS` (post-hoc, peer); the sampling
+    temperature is refitted after them when ``sampling_temperature`` is set."""
     scorer: str = "modal_share"
     collapse: str = "normalized"
     calibration_fraction: float = 0.5
@@ -58,7 +59,14 @@ class FitConfig:
         if not self.methods:
             raise ValueError("methods is empty: name at least one recalibrator")
         for name in self.methods:
-            get_recalibrator(name)  # unknown names fail now, with did-you-mean
+            method = REPAIR_METHODS.get(name)  # unknown names fail now, with did-you-mean
+            if method.family not in ("post-hoc", "peer"):
+                raise ValueError(f"{name!r} is a {method.family} repair: recal fit fits maps of "
+                                 "confidence (the sampling temperature follows them when "
+                                 "sampling_temperature is set; LoRA methods: recal tune)")
+            if self.cv_folds is not None and method.family != "post-hoc":
+                raise ValueError(f"cv_folds cross-fits recal's recalibrators; {name!r} is a "
+                                 f"{method.family} method: judge it on a held-out split")
         get_scorer(self.scorer)
         if self.cv_folds is not None and self.cv_folds < 2:
             raise ValueError(f"cv_folds must be at least 2, got {self.cv_folds}")
@@ -89,6 +97,8 @@ class FitReport:
     temperature: TemperatureFit | None = None
     predictions: list[Prediction] = field(default_factory=list)
     """The unrepaired prediction of every question, in the run's order."""
+    judged: JudgedRun | None = field(default=None, repr=False)
+    """The run as the methods saw it (classes, arrays, split); not written by ``to_dict``."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,23 +117,10 @@ class FitReport:
         }
 
 
-def _arrays(predictions: Sequence[Prediction]) -> tuple[np.ndarray, np.ndarray]:
-    return (np.array([p.confidence for p in predictions], dtype=float),
-            np.array([p.correct for p in predictions], dtype=float))
-
-
-def _verdict(metrics: dict[str, BootstrapResult], reference: dict[str, BootstrapResult],
-             base_brier: float, tolerance: float, is_reference: bool) -> str:
-    if is_reference:
-        return "reference (no repair)"
-    problems = []
-    if metrics["smooth_ece"].estimate >= reference["smooth_ece"].estimate:
-        problems.append("does not lower smooth ECE")
-    if metrics["brier_score"].estimate >= base_brier:
-        problems.append("Brier not below the base-rate predictor's")
-    if metrics["auroc"].estimate < reference["auroc"].estimate - tolerance:
-        problems.append("lowers AUROC")
-    return "good" if not problems else "fails: " + "; ".join(problems)
+def split_of(config: FitConfig) -> Split:
+    """The calibration / held-out split ``config`` asks for (out of fold with ``cv_folds``)."""
+    return (Split.all_questions(config.seed) if config.cv_folds
+            else Split.random(config.calibration_fraction, config.seed))
 
 
 def fit_methods(store: RunStore, config: FitConfig | None = None, *,
@@ -135,59 +132,40 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
     if len(items) < 4:
         raise ValueError(f"{store.path} holds {len(items)} finished questions; fitting and "
                          "judging a repair needs at least 4 (more than 100 to mean much)")
-    predictions = get_scorer(config.scorer).score(items, collapser, backend)
-    conf, corr = _arrays(predictions)
-    if config.cv_folds:
-        # Out of fold, every question is held out once; the base rate is the whole set's (a
-        # slightly optimistic constant predictor, so the Brier test is, if anything, stricter).
-        cal_idx = held_idx = np.arange(len(items))
-    else:
-        cal_idx, held_idx = split_calibration(len(items), config.calibration_fraction,
-                                              config.seed)
-    base_rate = float(corr[cal_idx].mean())
-    base_brier = brier_score(np.full(len(held_idx), base_rate), corr[held_idx])
-    report = FitReport(config, store.manifest, [items[i].question.id for i in cal_idx],
-                       [items[i].question.id for i in held_idx], base_rate, base_brier,
-                       predictions=predictions)
-
+    judged = JudgedRun.from_items(items, collapser, config.scorer, backend=backend,
+                                  split=split_of(config), n_resamples=config.n_resamples,
+                                  seed=config.seed, store=store)
+    # Out of fold, every question is held out once; the base rate is the whole set's (a slightly
+    # optimistic constant predictor, so the Brier test is, if anything, stricter).
+    base_brier = judged.base_rate_brier()
+    report = FitReport(config, store.manifest, judged.calibration_ids, judged.heldout_ids,
+                       judged.base_rate(), base_brier, predictions=judged.predictions,
+                       judged=judged)
     # Every method is judged against the unrepaired confidence on the same held-out questions.
-    reference = compute_all(conf[held_idx], corr[held_idx], n_resamples=config.n_resamples,
-                            seed=config.seed)
-
-    def judge(name: str, held_conf: np.ndarray, held_corr: np.ndarray, **kw: Any) -> None:
-        metrics = compute_all(held_conf, held_corr, n_resamples=config.n_resamples,
-                              seed=config.seed)
-        verdict = _verdict(metrics, reference, base_brier, config.auroc_tolerance,
-                           is_reference=name == "identity")
-        report.results.append(MethodResult(name, metrics, verdict=verdict, **kw))
-
-    for name in config.methods:
-        recalibrator = get_recalibrator(name).fit(conf[cal_idx], corr[cal_idx])
-        held_conf = (cross_val_predict(get_recalibrator(name), conf, corr, config.cv_folds,
-                                       config.seed) if config.cv_folds
-                     else recalibrator.predict_proba(conf[held_idx]))
-        judge(name, held_conf, corr[held_idx], accuracy_changes=False, recalibrator=recalibrator)
-
-    grid = tuple(store.manifest.get("sampling", {}).get("tau_grid") or ())
-    if (config.sampling_temperature and grid and config.scorer == "modal_share"
-            and not config.cv_folds):
-        tau0 = float(store.manifest["sampling"]["temperature"])
-        fit = fit_sampling_temperature([items[i] for i in cal_idx], collapser, tau_grid=grid,
-                                       tau0=tau0, min_ess=config.min_ess)
-        report.temperature = fit
-        if fit.tau_ == tau0:
-            # Nothing changes; reweighting by weights that are 1 up to the rounding of the stored
-            # logits would only reshuffle tied classes, so the row is the unrepaired one.
+    reference = judged.heldout_metrics()
+    task = RepairTask(judged, min_ess=config.min_ess, cv_folds=config.cv_folds)
+    names = list(config.methods)
+    if config.sampling_temperature:
+        names.append("sampling_temperature")
+    for name in names:
+        method = REPAIR_METHODS.get(name)
+        outcome = method.run(task)
+        if outcome is None:
+            continue
+        if outcome.unchanged:
             report.results.append(MethodResult(
-                "sampling_temperature", reference, accuracy_changes=False,
-                verdict="keeps the sampled temperature (no repair)",
-                detail={"tau": fit.tau_, "estimate": "sampled"}))
-            return report
-        held_conf, held_corr, ess = reweight_all([items[i] for i in held_idx], collapser,
-                                                 fit.tau_, grid)
-        judge("sampling_temperature", held_conf, held_corr, accuracy_changes=True,
-              detail={"tau": fit.tau_, "estimate": "importance-reweighted",
-                      "median_ess": float(np.median(ess))})
+                name, reference, accuracy_changes=False,
+                verdict="keeps the sampled temperature (no repair)", detail=outcome.detail))
+        else:
+            metrics = judged.judge(outcome.confidence, outcome.correct)
+            report.results.append(MethodResult(
+                name, metrics, method.accuracy_changes,
+                verdict(metrics, reference, base_brier, config.auroc_tolerance,
+                        is_reference=name == "identity"),
+                recalibrator=(outcome.fitted if isinstance(outcome.fitted, Recalibrator)
+                              else None), detail=outcome.detail))
+        if isinstance(outcome.fitted, TemperatureFit):
+            report.temperature = outcome.fitted
     return report
 
 
@@ -201,14 +179,16 @@ def export_scorer(store: RunStore, method: str, config: FitConfig | None = None,
     from recal.scorer import CalibratedScorer
 
     config = replace(config or FitConfig(), methods=(method,), sampling_temperature=False)
+    if REPAIR_METHODS.get(method).family != "post-hoc":
+        raise ValueError(f"{method!r} is not one of recal's recalibrators: a scorer exports a "
+                         "post-hoc map (LoRA methods: recal tune writes their scorer)")
     collapser = get_collapser(config.collapse, **(collapse_options or {}))
     report = fit_methods(store, config, collapser=collapser)
     [result] = report.results
     recalibrator = cast(Recalibrator, result.recalibrator)  # set for every post-hoc method
-    calibration = set(report.calibration_ids)
-    conf, corr = _arrays([p for p in report.predictions if p.question_id in calibration])
-    in_sample = compute_all(recalibrator.predict_proba(conf), corr,
-                            n_resamples=config.n_resamples, seed=config.seed)
+    judged = cast(JudgedRun, report.judged)
+    conf, corr = judged.calibration()
+    in_sample = judged.judge(recalibrator.predict_proba(conf), corr)
     sampling = dict(store.manifest["sampling"])
     return CalibratedScorer(
         recalibrator=recalibrator, collapse=config.collapse, scorer=config.scorer,
@@ -218,3 +198,49 @@ def export_scorer(store: RunStore, method: str, config: FitConfig | None = None,
                  "heldout": {k: asdict(v) for k, v in result.heldout.items()},
                  "n_calibration": len(report.calibration_ids),
                  "n_heldout": len(report.heldout_ids), "verdict": result.verdict})
+
+
+def confirm_temperature(store: RunStore, report: FitReport, *,
+                        backend: Backend | None = None) -> dict[str, Any]:
+    """Resample the held-out questions at the refitted sampling temperature and measure them.
+
+    The importance-reweighted row of ``fit_methods`` is an estimate; this draws real samples
+    (``store.path / resampled-tau<T>``, resumable) from the run's model (``backend``, or loaded
+    by name) with the run's settings at T = ``report.temperature.tau_`` and judges their modal
+    share. Returns ``{"tau": T, "heldout": {metric: BootstrapResult as a dict}}``.
+    """
+    from recal.samples import SamplingConfig
+    from recal.sampling import sample_run
+
+    if report.temperature is None:
+        raise ValueError("the fit did not refit the sampling temperature: nothing to confirm")
+    tau = report.temperature.tau_
+    sampling = dict(store.manifest["sampling"], temperature=tau, tau_grid=())
+    by_id = {q.id: q for q in store.questions()}
+    held = [by_id[i] for i in report.heldout_ids]
+    if backend is None:
+        from recal.models import load_backend
+
+        model = store.manifest["model"]
+        backend = load_backend(model["name"], kind=model["kind"])
+    resampled = sample_run(backend, held, out=store.path / f"resampled-tau{tau:g}",
+                           config=SamplingConfig(**sampling), style=store.manifest["style"],
+                           shots=store.manifest.get("shots"),
+                           dataset=store.manifest["questions"]["dataset"])
+    judged = JudgedRun.from_store(resampled, get_collapser(report.config.collapse),
+                                  "modal_share", n_resamples=report.config.n_resamples,
+                                  seed=report.config.seed)
+    return {"tau": tau, "heldout": {k: asdict(v) for k, v in judged.metrics().items()}}
+
+
+def apply_scorer(store: RunStore, scorer: Any) -> list[Any]:
+    """An exported scorer (:class:`recal.scorer.CalibratedScorer`) applied to every finished
+    question of ``store`` through its own scoring (tuned readouts included): one
+    :class:`recal.scorer.RunScore` (id, answer, raw and calibrated confidence, correct) each.
+
+    Refuses a run sampled from another model than the scorer was fitted on.
+    """
+    if store.manifest["model"].get("config_hash") != scorer.model.get("config_hash"):
+        raise ValueError(f"{store.path} was sampled from another model than the scorer was "
+                         "fitted on (config hashes differ)")
+    return list(scorer.score_run(store))

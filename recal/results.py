@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from recal import __version__
-from recal.bench import BenchReport, BenchRow, transfer_table
+from recal.bench import BenchReport, BenchRow
+from recal.bench_report import transfer_table
 
 __all__ = ["write_results"]
 

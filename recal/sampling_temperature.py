@@ -19,7 +19,7 @@ of truncated answers are exact.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +29,7 @@ from recal.metrics import brier_score, log_loss
 from recal.semantic.base import Collapser
 
 __all__ = ["ReweightedPoint", "TemperatureFit", "reweight", "reweight_all",
-           "fit_sampling_temperature"]
+           "fit_sampling_temperature", "choose_temperature"]
 
 
 @dataclass(frozen=True)
@@ -105,14 +105,34 @@ def fit_sampling_temperature(items: Sequence[Classified], collapser: Collapser, 
     ``criterion`` is a proper score of confidence against correctness ('log_loss' or 'brier');
     temperatures whose median effective sample size is below ``min_ess`` are refused.
     """
-    if criterion not in ("log_loss", "brier"):
-        raise ValueError(f"criterion must be 'log_loss' or 'brier', got {criterion!r}")
+    _check_criterion(criterion)
     if not items:
         raise ValueError("items is empty: nothing to fit the sampling temperature on")
+    return choose_temperature(lambda tau: reweight_all(items, collapser, tau, tau_grid),
+                              tau_grid=tau_grid, tau0=tau0, criterion=criterion,
+                              min_ess=min_ess)
+
+
+def _check_criterion(criterion: str) -> None:
+    if criterion not in ("log_loss", "brier"):
+        raise ValueError(f"criterion must be 'log_loss' or 'brier', got {criterion!r}")
+
+
+def choose_temperature(estimate: Callable[[float], tuple[np.ndarray, np.ndarray, np.ndarray]],
+                       *, tau_grid: Sequence[float], tau0: float, criterion: str = "log_loss",
+                       min_ess: float = 5.0) -> TemperatureFit:
+    """The grid temperature whose modal-share confidences score best under ``criterion``.
+
+    ``estimate(tau)`` gives each calibration question's (confidence, correct, effective sample
+    size) at ``tau``: reweighted recorded samples (:func:`fit_sampling_temperature`), or real
+    samples drawn at ``tau`` (whose ESS is their number). A temperature whose median ESS is
+    below ``min_ess`` is refused; the first of equally good temperatures wins.
+    """
+    _check_criterion(criterion)
     fit = TemperatureFit(tau0=tau0, criterion=criterion)
     best = math.inf
     for tau in tau_grid:
-        conf, correct, ess = reweight_all(items, collapser, tau, tau_grid)
+        conf, correct, ess = estimate(tau)
         row = {"tau": float(tau), "log_loss": log_loss(conf, correct),
                "brier": brier_score(conf, correct), "accuracy": float(correct.mean()),
                "mean_confidence": float(conf.mean()), "median_ess": float(np.median(ess)),

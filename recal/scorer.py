@@ -34,7 +34,7 @@ from recal.data.records import Question
 from recal.models.base import Backend
 from recal.samples import QuestionSamples, Sample, SamplingConfig
 
-__all__ = ["CalibratedScorer", "ScoredAnswer", "ScorerFormatError", "load_scorer",
+__all__ = ["CalibratedScorer", "ScoredAnswer", "RunScore", "ScorerFormatError", "load_scorer",
            "SCORER_SCHEMA", "AdapterRef", "folder_sha256"]
 
 SCORER_SCHEMA = 2
@@ -58,6 +58,25 @@ class ScoredAnswer:
     """The scorer's confidence before recalibration."""
     classes: dict[str, int]
     """Every class among the samples, with its count."""
+
+
+@dataclass(frozen=True)
+class RunScore:
+    """One stored question scored by a scorer (:meth:`CalibratedScorer.score_run`)."""
+
+    id: str
+    answer: str
+    """The predicted class."""
+    raw_confidence: float
+    """The scorer's confidence before recalibration (a tuned scorer's readout)."""
+    confidence: float
+    """The calibrated probability that the answer is correct."""
+    correct: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row ``recal apply`` writes: confidence is the raw one, calibrated the mapped."""
+        return {"id": self.id, "answer": self.answer, "confidence": self.raw_confidence,
+                "calibrated": self.confidence, "correct": self.correct}
 
 
 def folder_sha256(folder: str | os.PathLike[str]) -> str:
@@ -114,7 +133,7 @@ class CalibratedScorer:
     def score_samples(self, question: Question | str, samples: Sequence[str | Sample],
                       greedy: Sample | str | None = None) -> ScoredAnswer:
         """Score answers the caller already sampled (texts, or recal ``Sample`` records)."""
-        from recal.confidence import classify, get_scorer
+        from recal.confidence import classify
         from recal.semantic import get_collapser
 
         if not samples:
@@ -128,15 +147,39 @@ class CalibratedScorer:
                                  as_sample(greedy) if greedy is not None else None)
         collapser = get_collapser(self.collapse, **self.collapse_options)
         [item] = classify([q], [record], collapser)
-        [prediction] = get_scorer(self.scorer).score([item], collapser, self.backend)
-        raw = prediction.confidence
-        if self.adapter is not None and self.adapter.method != "distribution":
-            # The tuned readout replaces the sampled confidence (the answer is still the mode).
-            text = item.text_of(prediction.answer)
-            raw = float(self._tuned_model().confidence([q], [text])[0])
-        calibrated = float(self.recalibrator.predict_proba([raw])[0])
+        [(prediction, raw, calibrated)] = self._score_items([item], collapser)
         return ScoredAnswer(prediction.answer, item.text_of(prediction.answer), calibrated,
                             raw, dict(item.counts()))
+
+    def score_run(self, store: Any) -> list[RunScore]:
+        """Score every finished question of a stored run (a :class:`recal.runstore.RunStore`)
+        as :meth:`score_samples` scores one: the collapsing function, the confidence scorer, a
+        tuned scorer's readout and the recalibrator, in the run's question order."""
+        from recal.confidence import classify_run
+        from recal.semantic import get_collapser
+
+        collapser = get_collapser(self.collapse, **self.collapse_options)
+        items = classify_run(store, collapser)
+        return [RunScore(p.question_id, p.answer, raw, calibrated, bool(p.correct))
+                for p, raw, calibrated in self._score_items(items, collapser)]
+
+    def _score_items(self, items: Sequence[Any], collapser: Any
+                     ) -> list[tuple[Any, float, float]]:
+        """(prediction, raw confidence, calibrated confidence) of each classified question."""
+        from recal.judged import JudgedRun
+
+        predictions = JudgedRun.from_items(items, collapser, self.scorer,
+                                           backend=self.backend).predictions
+        out = []
+        for item, prediction in zip(items, predictions, strict=True):
+            raw = prediction.confidence
+            if self.adapter is not None and self.adapter.method != "distribution":
+                # The tuned readout replaces the sampled confidence (the answer is still the
+                # mode); one question at a time, as a served request is read.
+                text = item.text_of(prediction.answer)
+                raw = float(self._tuned_model().confidence([item.question], [text])[0])
+            out.append((prediction, raw, float(self.recalibrator.predict_proba([raw])[0])))
+        return out
 
     def score(self, question: Question | str) -> ScoredAnswer:
         """Sample the model as at fitting time (same style, M, T), then score the answers."""

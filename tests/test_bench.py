@@ -12,10 +12,10 @@ from conftest import make_backend
 from typer.testing import CliRunner
 
 from recal.bench import BenchConfig, TransferRow, run_bench, write_bench_report
-from recal.bench_methods import BENCH_METHODS
 from recal.cli import app
 from recal.models.base import Backend, ModelIdentity
 from recal.prompts import Prompt
+from recal.repairs import REPAIR_METHODS
 from recal.samples import QuestionSamples, Sample, SamplingConfig
 
 GOLD = ["a", "b", "c", "d", "e", "f"]  # half the tiny model's letters: right about half the time
@@ -172,12 +172,12 @@ def test_transfer_survival_tells_a_shared_miscalibration_from_a_different_one():
 
 
 def test_a_failing_method_is_recorded_not_fatal(tmp_path, monkeypatch):
-    method = BENCH_METHODS.get("netcal:temperature")
+    method = REPAIR_METHODS.get("netcal:temperature")
 
     def boom(*args, **kwargs):
         raise RuntimeError("optimiser diverged")
 
-    monkeypatch.setattr(method, "fit_apply", boom)
+    monkeypatch.setattr(method, "fit_predict", boom)
     _, report = _scripted_bench(tmp_path, {"over": 4.0}, peers=("netcal:temperature",))
     [row] = [r for r in report.rows if r.method == "netcal:temperature"]
     assert row.heldout is None and "optimiser diverged" in row.error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -190,7 +190,59 @@ def test_cli_fit_refits_and_confirms_the_sampling_temperature(tiny_model_dir, tm
     assert (run / f"resampled-tau{tau:g}" / "samples.jsonl").exists()
 
 
+def test_confirm_temperature_resamples_the_heldout_questions(tiny_backend, tmp_path):
+    """The Python API behind `recal fit --confirm`: the held-out questions sampled afresh at the
+    refitted T with the run's other settings, and their modal share measured."""
+    from recal.measure import MeasureConfig, measure_run
+    from recal.repair import confirm_temperature
+    from recal.samples import SamplingConfig
+    from recal.sampling import sample_run
+
+    questions = [Question(f"s{i}", f"{'abcd'[i % 4]}{'abc'[i % 3]} {i}?", ("a",))
+                 for i in range(16)]
+    store = sample_run(tiny_backend, questions, out=tmp_path / "run", progress=False,
+                       config=SamplingConfig(n_samples=12, max_new_tokens=2,
+                                             tau_grid=(0.8, 1.25)))
+    report = fit_methods(store, FitConfig(methods=("identity",), n_resamples=50))
+    tau = report.temperature.tau_
+    confirmed = confirm_temperature(store, report, backend=tiny_backend)
+    assert confirmed["tau"] == tau in (0.8, 1.25)
+    resampled = RunStore.open(tmp_path / "run" / f"resampled-tau{tau:g}")
+    assert resampled.manifest["sampling"]["temperature"] == tau
+    assert [q.id for q in resampled.questions()] == report.heldout_ids
+    # the same draws, made by hand: the held-out questions at T = tau, same seed and M
+    direct = sample_run(tiny_backend, [q for q in questions if q.id in report.heldout_ids],
+                        out=tmp_path / "direct", progress=False,
+                        config=SamplingConfig(n_samples=12, max_new_tokens=2, temperature=tau))
+    expected = measure_run(direct, MeasureConfig(scorers=("modal_share",), n_resamples=50))
+    metrics = expected.results["modal_share"].metrics
+    for name in ("smooth_ece", "brier_score", "accuracy", "mean_confidence"):  # (AUROC: nan
+        assert confirmed["heldout"][name] == asdict(metrics[name])        # when all are wrong)
+    without = fit_methods(store, FitConfig(methods=("identity",), sampling_temperature=False))
+    with pytest.raises(ValueError, match="nothing to confirm"):
+        confirm_temperature(store, without, backend=tiny_backend)
+
+
 def test_methods_are_judged_against_the_unrepaired_confidence(overconfident_run):
     report = fit_methods(overconfident_run, FitConfig(methods=("isotonic",), n_resamples=50))
     [iso] = report.results
     assert iso.verdict == "good"  # not the reference, though it is the only method
+
+
+def test_fit_runs_peer_methods_from_the_registry_and_refuses_others(overconfident_run):
+    report = fit_methods(overconfident_run, FitConfig(methods=("identity", "sklearn:platt"),
+                                                      n_resamples=50))
+    identity, peer = report.results
+    assert peer.method == "sklearn:platt" and peer.recalibrator is None
+    assert peer.verdict == "good"  # a logistic map repairs the c ** 4 overconfidence
+    assert peer.heldout["smooth_ece"].estimate < identity.heldout["smooth_ece"].estimate
+    with pytest.raises(ValueError, match="is a lora repair"):
+        FitConfig(methods=("lora:amortised",))
+    with pytest.raises(ValueError, match="is a sampling repair"):
+        FitConfig(methods=("sampling_temperature",))
+    with pytest.raises(ValueError, match="cv_folds cross-fits"):
+        FitConfig(methods=("sklearn:platt",), cv_folds=3)
+    with pytest.raises(KeyError, match="did you mean 'platt'"):
+        FitConfig(methods=("plat",))
+    with pytest.raises(ValueError, match="not one of recal's recalibrators"):
+        export_scorer(overconfident_run, "sklearn:platt")

@@ -90,3 +90,73 @@ def test_a_single_class_never_gets_a_share_above_one():
                       get_collapser("normalized"))
     point = reweight(item, 1.25, GRID)
     assert point.answer == "a" and point.confidence == 1.0
+
+
+def test_fit_bench_and_synthetic_refit_the_sampling_temperature_alike(tiny_backend, tmp_path):
+    """One run sampled with a temperature grid; recal fit, recal bench and the synthetic
+    world's repair choose the same temperature, refuse the same thin ones and judge the same
+    held-out questions to the same figures."""
+    import json
+
+    import numpy as np
+
+    from recal.bench import BenchConfig, run_bench
+    from recal.calibrators import split_calibration
+    from recal.confidence import classify_run
+    from recal.metrics import smooth_ece
+    from recal.repair import FitConfig, fit_methods
+    from recal.runstore import RunStore
+    from recal.synthetic.repairs import RepairContext, sampling_temperature_repair
+
+    data = tmp_path / "set.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"{'abcd'[i % 4]} {i}?",
+                                        "answers": ["3"] if i % 2 else ["a", "i"]}) + "\n"
+                            for i in range(24)))
+    sampling = SamplingConfig(n_samples=12, max_new_tokens=2, tau_grid=GRID, seed=0)
+    collapser = get_collapser("normalized")
+
+    def bench(min_ess: float):
+        return run_bench(BenchConfig(
+            models=("tiny",), datasets=(str(data),), limit=None, scorers=("modal_share",),
+            methods=("sampling_temperature",), peers=(), sampling=sampling, n_resamples=50,
+            diagrams=False, progress=False, out=str(tmp_path / "bench"), min_ess=min_ess),
+            loader=lambda name: tiny_backend)
+
+    [row] = bench(0.0).rows
+    store = RunStore.open(next((tmp_path / "bench" / "runs").iterdir()))
+    # refuse the temperature chosen without refusal, when it is not the sampled one
+    table = fit_methods(store, FitConfig(n_resamples=50, min_ess=0.0)).temperature.table
+    best = min(table, key=lambda r: r["log_loss"])
+    min_ess = best["median_ess"] + 1e-6 if best["tau"] != 1.0 else 0.0
+    [row] = bench(min_ess).rows
+
+    fitted = fit_methods(store, FitConfig(n_resamples=50, min_ess=min_ess))
+    [fit_row] = [r for r in fitted.results if r.method == "sampling_temperature"]
+    ids = [item.question.id for item in classify_run(store, collapser)]
+    cal, held = split_calibration(len(ids), 0.5, 0)
+    ctx = RepairContext(name="tiny", model=None, base=None, tokenizer=None, world=None,
+                        run=store.path, out=tmp_path / "synth",
+                        calibration_ids=tuple(ids[i] for i in cal),
+                        heldout_ids=tuple(ids[i] for i in held), collapser=collapser,
+                        n_samples=12, seed=0, n_resamples=50, tau_grid=GRID, min_ess=min_ess)
+    [synth] = sampling_temperature_repair(ctx)
+
+    tau = row.detail["tau"]
+    assert fit_row.detail["tau"] == synth.detail["tau"] == tau == fitted.temperature.tau_
+    if best["tau"] != 1.0:
+        assert best["tau"] in row.detail["refused_below"] and tau != best["tau"]
+    assert row.detail["refused_below"] == fit_row.detail["refused_below"] == (
+        synth.detail["refused_below"])
+    for metric in ("smooth_ece", "accuracy", "brier_score"):
+        assert row.heldout[metric] == fit_row.heldout[metric]
+    assert synth.smooth_ece["estimate"] == row.heldout["smooth_ece"].estimate
+    assert synth.accuracy == row.heldout["accuracy"].estimate
+    # and the figure is the reweighted modal share of the held-out questions at that tau
+    items = classify_run(store, collapser, ids=[ids[i] for i in held])
+    points = [reweight(item, tau, GRID) for item in items]
+    conf = np.array([p.confidence for p in points])
+    corr = np.array([collapser.is_correct(item.question, p.answer)
+                     for item, p in zip(items, points, strict=True)])
+    # (the bootstrap engine's batched kernel agrees with the plain function to ~1e-6)
+    assert row.heldout["smooth_ece"].estimate == pytest.approx(smooth_ece(conf, corr), abs=1e-5)
+    assert row.heldout["accuracy"].estimate == pytest.approx(corr.mean())

@@ -261,6 +261,45 @@ def test_scorer_artifact_references_the_adapter_by_hash(amortised_out):
     assert scored.raw_confidence == pytest.approx(expected, abs=1e-6)  # not the share 2/3
 
 
+def test_applying_a_tuned_scorer_to_a_run_writes_the_tuned_readout(amortised_out):
+    """recal apply's function: every stored question scored through the artifact's own scoring,
+    as score_samples scores it, and the held-out rows are the readouts tune judged."""
+    from recal.repair import apply_scorer
+    from recal.tuning import HeldoutScores
+
+    tmp, store, report = amortised_out
+    scorer = load_scorer(tmp / "out" / "scorer", backend=_backend())
+    rows = apply_scorer(store, scorer)
+    questions = {q.id: q for q in store.questions()}
+    records = store.samples_by_id()
+    assert [r.id for r in rows] == [q.id for q in store.questions()]
+    for row in rows:
+        direct = scorer.score_samples(questions[row.id], records[row.id].samples)
+        assert (row.answer, row.raw_confidence, row.confidence) == (
+            direct.answer, direct.raw_confidence, direct.confidence)
+        assert row.correct == (row.answer == questions[row.id].answers[0])
+    # the hard questions' modal share is 2/8; the tuned readout is not that share
+    shares = {r.id: r.raw_confidence for r in rows if int(r.id[1:]) % 2}
+    assert not all(v == pytest.approx(2 / M) for v in shares.values())
+    held = HeldoutScores.load(tmp / "out" / "heldout.json")
+    conf, _ = held.rows[held.tuned]
+    by_id = {r.id: r for r in rows}
+    np.testing.assert_allclose([by_id[i].raw_confidence for i in held.ids], conf, atol=1e-5)
+    # the identity map: calibrated is the readout itself
+    assert all(r.confidence == pytest.approx(r.raw_confidence) for r in rows)
+    assert rows[0].to_dict().keys() == {"id", "answer", "confidence", "calibrated", "correct"}
+
+
+def test_applying_a_scorer_refuses_another_models_run(amortised_out):
+    from recal.repair import apply_scorer
+
+    tmp, store, _ = amortised_out
+    scorer = load_scorer(tmp / "out" / "scorer", backend=_backend())
+    scorer.model = {**scorer.model, "config_hash": "0" * 16}
+    with pytest.raises(ValueError, match="another model"):
+        apply_scorer(store, scorer)
+
+
 def test_scorer_with_a_changed_adapter_is_refused(amortised_out, tmp_path):
     import shutil
 

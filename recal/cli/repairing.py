@@ -16,20 +16,20 @@ from recal.cli.common import (
     ProgressOpt,
     ResamplesOpt,
     RunArg,
-    fail,
     names,
     reported,
 )
-from recal.errors import user_errors, user_message
 from recal.lines import dumps_line
+from recal.repair import DEFAULT_METHODS
 
 __all__ = ["fit", "export", "apply", "tune"]
 
 
 def fit(
     run: RunArg,
-    methods: Annotated[str, typer.Option(help="Comma-separated recalibrators.")] =
-        "identity,temperature,platt,isotonic,histogram,beta",
+    methods: Annotated[str, typer.Option(
+        help="Comma-separated repair methods: recal's recalibrators and the peer libraries' "
+             "(see `recal.repairs`).")] = ",".join(DEFAULT_METHODS),
     collapse: CollapseOpt = "normalized", confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
     calibration_fraction: FractionOpt = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the split and the bootstrap.")] = 0,
@@ -43,7 +43,7 @@ def fit(
 ) -> None:
     """Fit repairs on a calibration split and judge them on the held-out split."""
     from recal.flows import write_fit
-    from recal.repair import FitConfig, fit_methods
+    from recal.repair import FitConfig, confirm_temperature, fit_methods
     from recal.runstore import RunStore
 
     with reported():
@@ -58,7 +58,7 @@ def fit(
                 typer.echo("the refitted sampling temperature is the one sampled at: nothing "
                            "to confirm by resampling", err=True)
             else:
-                doc["sampling_temperature_confirmed"] = _confirm_temperature(store, report)
+                doc["sampling_temperature_confirmed"] = confirm_temperature(store, report)
     folder = out or run / f"fit-{collapse}-{confidence}"
     typer.echo(write_fit(doc, folder))
     typer.echo(f"\n{folder / 'fit.json'}")
@@ -87,77 +87,23 @@ def export(
 
 
 # ------------------------------------------------------------------------------------------------
-# AWAITING THE PYTHON API (issue 13): the bodies of `apply` and `_confirm_temperature` are kept as
-# they were while the judged-run work writes `apply_scorer` and `confirm_temperature`; the lead
-# replaces each body with one call to those functions at merge. The aliases below keep the
-# bodies' original names for the error helpers.
-_fail = fail
-_errors = user_errors
-_message = user_message
-
-
 def apply(
     run: RunArg,
     scorer: Annotated[Path, typer.Option(help="An exported scorer folder.")] = Path("scorer"),
     out: Annotated[Path | None, typer.Option(help="JSONL to write (default: RUN/calibrated.jsonl)")]
         = None,
 ) -> None:
-    """Add calibrated confidences to a stored run."""
-    from recal.confidence import classify_run, get_scorer
+    """Add calibrated confidences to a stored run, scored by the exported scorer itself."""
+    from recal.repair import apply_scorer
     from recal.runstore import RunStore
     from recal.scorer import load_scorer
-    from recal.semantic import get_collapser
 
-    try:
-        artifact = load_scorer(scorer)
-        store = RunStore.open(run)
-        if store.manifest["model"].get("config_hash") != artifact.model.get("config_hash"):
-            raise ValueError(f"{run} was sampled from another model than the scorer was fitted "
-                             "on (config hashes differ)")
-        collapser = get_collapser(artifact.collapse, **artifact.collapse_options)
-        items = classify_run(store, collapser)
-        preds = get_scorer(artifact.scorer).score(items, collapser)
-        calibrated = artifact.recalibrator.predict_proba([p.confidence for p in preds])
-    except _errors() as exc:
-        raise _fail(_message(exc)) from None
+    with reported():
+        rows = apply_scorer(RunStore.open(run), load_scorer(scorer))
     target = out or run / "calibrated.jsonl"
     with target.open("w", encoding="utf-8") as f:
-        for p, c in zip(preds, calibrated, strict=True):
-            f.write(dumps_line({"id": p.question_id, "answer": p.answer,
-                                "confidence": p.confidence, "calibrated": float(c),
-                                "correct": p.correct}))
-    typer.echo(f"{len(preds)} calibrated confidences written to {target}")
-
-
-def _confirm_temperature(store, report) -> dict:
-    """Resample the held-out questions at the refitted temperature and measure them."""
-    from dataclasses import asdict
-
-    from recal.confidence import classify_run, get_scorer
-    from recal.metrics import compute_all
-    from recal.models import load_backend
-    from recal.samples import SamplingConfig
-    from recal.sampling import sample_run
-    from recal.semantic import get_collapser
-
-    tau = report.temperature.tau_
-    sampling = dict(store.manifest["sampling"], temperature=tau, tau_grid=[])
-    by_id = {q.id: q for q in store.questions()}
-    held = [by_id[i] for i in report.heldout_ids]
-    model = store.manifest["model"]
-    backend = load_backend(model["name"], kind=model["kind"])
-    resampled = sample_run(backend, held, out=store.path / f"resampled-tau{tau:g}",
-                           config=SamplingConfig(**{**sampling, "tau_grid": ()}),
-                           style=store.manifest["style"], shots=store.manifest.get("shots"),
-                           dataset=store.manifest["questions"]["dataset"])
-    collapser = get_collapser(report.config.collapse)
-    items = classify_run(resampled, collapser)
-    preds = get_scorer("modal_share").score(items, collapser)
-    metrics = compute_all([p.confidence for p in preds], [p.correct for p in preds],
-                          n_resamples=report.config.n_resamples, seed=report.config.seed)
-    return {"tau": tau, "heldout": {k: asdict(v) for k, v in metrics.items()}}
-# END OF AWAITING THE PYTHON API
-# ------------------------------------------------------------------------------------------------
+        f.writelines(dumps_line(row.to_dict()) for row in rows)
+    typer.echo(f"{len(rows)} calibrated confidences written to {target}")
 
 
 # The options of `recal tune` (each LoRA method takes some of them; see recal.tuning).

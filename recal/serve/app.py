@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from recal import __version__
 from recal.models.http import HTTPBackendError, ServerRequestError
 from recal.serve.config import ServeConfig
-from recal.serve.scoring import ConfidenceService, _text
+from recal.serve.scoring import ConfidenceService, message_text
 
 __all__ = ["create_app", "run_server", "JsonLogFormatter"]
 
@@ -146,7 +146,7 @@ def _check_body(body: Any, config: ServeConfig) -> str:
     if not users:
         raise _Refused(_error(400, "messages has no user message: recal scores the answer to "
                               "the last user message", "no_question", "messages"))
-    question = _text(users[-1]["content"]).strip()
+    question = message_text(users[-1]["content"]).strip()
     if not question:
         raise _Refused(_error(400, "the last user message is empty", "no_question", "messages"))
     return question

@@ -25,7 +25,8 @@ from recal.prompts import build_prompt
 from recal.samples import QuestionSamples, SamplingConfig
 from recal.scorer import CalibratedScorer
 
-__all__ = ["Confidence", "ConfidenceService", "FORWARDED_FIELDS", "ModelMismatchError"]
+__all__ = ["Confidence", "ConfidenceService", "FORWARDED_FIELDS", "ModelMismatchError",
+           "message_text"]
 
 FORWARDED_FIELDS = frozenset({
     "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
@@ -113,7 +114,7 @@ class ConfidenceService:
 
         n = int(body.get("n") or 1)
         temperature = float(body.get("temperature", 0.0) or 0.0)
-        messages = tuple((m["role"], _text(m["content"])) for m in body["messages"])
+        messages = tuple((m["role"], message_text(m["content"])) for m in body["messages"])
         prompt = Prompt(messages=messages)
         greedy = temperature == 0.0
         config = SamplingConfig(n_samples=n, temperature=temperature if not greedy else 1.0,
@@ -169,7 +170,8 @@ class ConfidenceService:
         return out, summary
 
 
-def _text(content: Any) -> str:
+def message_text(content: Any) -> str:
+    """A chat message's text: the string itself, or its text parts joined (OpenAI's list form)."""
     if isinstance(content, str):
         return content
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))

@@ -39,7 +39,7 @@ from recal.confidence import classify_run
 from recal.metrics import BootstrapResult
 from recal.runstore import RunStore
 from recal.synthetic.model import as_backend
-from recal.synthetic.repairs import RepairContext, RepairResult, _verdict, register_synth_repair
+from recal.synthetic.repairs import RepairContext, RepairResult, register_synth_repair
 
 __all__ = ["LoraSettings", "LORA_SETTINGS", "LORA_REPAIRS", "lora_repair", "lora_config",
            "weights_digest"]
@@ -169,7 +169,6 @@ def lora_repair(ctx: RepairContext, method: str, settings: LoraSettings | None =
         raise RuntimeError(f"tuning {method} changed the {ctx.name} model's own weights")
     row = report.tuned_row
     metrics: dict[str, BootstrapResult] = report.heldout[row]
-    sm = metrics["smooth_ece"]
     t = report.training
     detail = {"estimate": row, "epochs": t.epochs, "history": t.history, "best_epoch": t.best_epoch,
               "stopped": t.stopped, "train_seconds": t.seconds,
@@ -178,9 +177,7 @@ def lora_repair(ctx: RepairContext, method: str, settings: LoraSettings | None =
                               "accuracy": m["accuracy"].estimate}
                        for name, m in report.heldout.items()},
               **{k: v for k, v in report.extra.items() if isinstance(v, int | float | str)}}
-    return RepairResult(f"lora_{method}", {"estimate": sm.estimate, "low": sm.low,
-                                           "high": sm.high},
-                        metrics["accuracy"].estimate, _verdict(metrics, ctx), detail)
+    return RepairResult.of(f"lora_{method}", metrics, ctx.verdict(metrics), detail)
 
 
 def _registered(method: str) -> Callable[[RepairContext], list[RepairResult]]:

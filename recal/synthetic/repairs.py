@@ -12,8 +12,9 @@ Registered here:
 
 - ``posthoc``: recal's post-hoc maps on the modal share (:func:`recal.repair.fit_methods`).
 - ``sampling_temperature``: the model's own sampling temperature, chosen on the calibration half
-  by a grid search with real resampling (the synthetic model samples cheaply, so no importance
-  reweighting is needed) on the log loss of the modal share, then the held-out half resampled at
+  on the log loss of the modal share: by importance reweighting when the run recorded a
+  temperature grid (the refit of ``recal fit`` and ``recal bench``), otherwise by a grid search
+  with real resampling (the synthetic model samples cheaply), then the held-out half resampled at
   the chosen T.
 
 A repair that changes the model (a LoRA fine-tune, say) returns its rows through
@@ -22,8 +23,6 @@ A repair that changes the model (a LoRA fine-tune, say) returns its rows through
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,17 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from recal.confidence import classify_run, get_scorer
 from recal.data.records import Question
-from recal.metrics import BootstrapResult, brier_score, compute_all, log_loss
+from recal.judged import AUROC_TOLERANCE, JudgedRun, Split, judge, verdict
+from recal.metrics import BootstrapResult, brier_score
+from recal.registry import Registry
+from recal.repairs.sampling import temperature_grid
 from recal.runstore import RunStore
 from recal.samples import SamplingConfig
 from recal.sampling import sample_run
+from recal.sampling_temperature import choose_temperature
 from recal.semantic.base import Collapser
 from recal.synthetic.model import as_backend
 from recal.synthetic.world import World
 
-__all__ = ["RepairContext", "RepairResult", "SynthRepair", "register_synth_repair",
+__all__ = ["RepairContext", "RepairResult", "SynthRepair", "SYNTH_REPAIRS", "register_synth_repair",
            "get_synth_repair", "synth_repair_names", "judge_model", "posthoc_repair",
            "sampling_temperature_repair", "DEFAULT_TAU_GRID"]
 
@@ -72,6 +74,8 @@ class RepairContext:
     seed: int
     n_resamples: int
     tau_grid: tuple[float, ...] = DEFAULT_TAU_GRID
+    min_ess: float = 5.0
+    """A reweighted temperature whose median effective sample size is below this is refused."""
 
     def questions(self, ids: Sequence[str]) -> list[Question]:
         """The world's concise questions with these ids, in the given order."""
@@ -84,8 +88,20 @@ class RepairContext:
         cal_conf, cal_corr = _modal_arrays(self.run, self.calibration_ids, self.collapser)
         conf, corr = _modal_arrays(self.run, self.heldout_ids, self.collapser)
         base_brier = brier_score(np.full(len(corr), float(cal_corr.mean())), corr)
-        return (compute_all(conf, corr, n_resamples=self.n_resamples, seed=self.seed),
-                base_brier)
+        return self.judge(conf, corr), base_brier
+
+    def judge(self, conf: np.ndarray, corr: np.ndarray) -> dict[str, BootstrapResult]:
+        """Metrics with intervals, with the context's bootstrap."""
+        return judge(conf, corr, n_resamples=self.n_resamples, seed=self.seed)
+
+    def verdict(self, metrics: dict[str, BootstrapResult],
+                reference: dict[str, BootstrapResult] | None = None,
+                base_brier: float | None = None) -> str:
+        """:func:`recal.judged.verdict` of held-out ``metrics`` against the unrepaired modal
+        share of the same questions (computed when not given)."""
+        if reference is None or base_brier is None:
+            reference, base_brier = self.reference()
+        return verdict(metrics, reference, base_brier, AUROC_TOLERANCE)
 
 
 @dataclass(frozen=True)
@@ -100,60 +116,46 @@ class RepairResult:
     detail: dict[str, Any] = field(default_factory=dict)
     """Method-specific facts (the chosen temperature and its fit table, ...)."""
 
+    @classmethod
+    def of(cls, method: str, metrics: dict[str, BootstrapResult], verdict: str,
+           detail: dict[str, Any] | None = None) -> RepairResult:
+        """The row of held-out ``metrics`` (with intervals)."""
+        sm = metrics["smooth_ece"]
+        return cls(method, {"estimate": sm.estimate, "low": sm.low, "high": sm.high},
+                   metrics["accuracy"].estimate, verdict, dict(detail or {}))
+
     def to_dict(self) -> dict[str, Any]:
         return {"smooth_ece": dict(self.smooth_ece), "accuracy": self.accuracy,
                 "verdict": self.verdict, **self.detail}
 
 
 SynthRepair = Callable[[RepairContext], list[RepairResult]]
-_REGISTRY: dict[str, SynthRepair] = {}
+SYNTH_REPAIRS: Registry[SynthRepair] = Registry("synthetic repair")
 
 
 def register_synth_repair(name: str) -> Callable[[SynthRepair], SynthRepair]:
     """Register a synthetic repair under ``name`` (a decorator); duplicate names are refused."""
     if not name or not name.replace("_", "").isalnum():
         raise ValueError(f"repair name must be letters, digits and underscores, got {name!r}")
-
-    def add(fn: SynthRepair) -> SynthRepair:
-        if name in _REGISTRY:
-            raise ValueError(f"a synthetic repair named {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return add
+    return SYNTH_REPAIRS.decorator(name)
 
 
 def get_synth_repair(name: str) -> SynthRepair:
     """The registered repair ``name``; an unknown name is answered with the closest ones."""
     try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=2)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown synthetic repair {name!r} (known: "
-                         f"{', '.join(sorted(_REGISTRY))}){hint}") from None
+        return SYNTH_REPAIRS.get(name)
+    except KeyError as err:
+        raise ValueError(err.args[0]) from None
 
 
 def synth_repair_names() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
+    return tuple(SYNTH_REPAIRS)
 
 
 def _modal_arrays(run: Path, ids: Sequence[str], collapser: Collapser,
                   ) -> tuple[np.ndarray, np.ndarray]:
-    items = classify_run(RunStore.open(run), collapser, ids=ids)
-    predictions = get_scorer("modal_share").score(items, collapser, None)
-    return (np.array([p.confidence for p in predictions], dtype=float),
-            np.array([p.correct for p in predictions], dtype=float))
-
-
-def _verdict(metrics: dict[str, BootstrapResult], ctx: RepairContext,
-             reference: dict[str, BootstrapResult] | None = None,
-             base_brier: float | None = None) -> str:
-    from recal.repair import _verdict as repair_verdict  # one verdict rule for every repair
-
-    if reference is None or base_brier is None:
-        reference, base_brier = ctx.reference()
-    return repair_verdict(metrics, reference, base_brier, tolerance=0.01, is_reference=False)
+    judged = JudgedRun.from_store(RunStore.open(run), collapser, "modal_share", ids=ids)
+    return judged.confidence, judged.correct
 
 
 def _sample_modal(ctx: RepairContext, model: Any, ids: Sequence[str], temperature: float,
@@ -172,11 +174,8 @@ def judge_model(ctx: RepairContext, method: str, model: Any, *, temperature: flo
     and judge its modal share against the unrepaired model's on the same questions."""
     conf, corr = _sample_modal(ctx, model, ctx.heldout_ids, temperature,
                                ctx.out / f"{ctx.name}-{method}-heldout")
-    metrics = compute_all(conf, corr, n_resamples=ctx.n_resamples, seed=ctx.seed)
-    sm = metrics["smooth_ece"]
-    return RepairResult(method, {"estimate": sm.estimate, "low": sm.low, "high": sm.high},
-                        metrics["accuracy"].estimate, _verdict(metrics, ctx),
-                        detail=dict(detail or {}))
+    metrics = ctx.judge(conf, corr)
+    return RepairResult.of(method, metrics, ctx.verdict(metrics), detail)
 
 
 @register_synth_repair("posthoc")
@@ -190,41 +189,58 @@ def posthoc_repair(ctx: RepairContext) -> list[RepairResult]:
     if tuple(fitted.heldout_ids) != ctx.heldout_ids:
         raise RuntimeError("recal.repair.fit_methods split the questions differently from the "
                            "synthetic repairs: their held-out figures would not be comparable")
-    out = []
-    for result in fitted.results:
-        sm, acc = result.heldout["smooth_ece"], result.heldout["accuracy"]
-        out.append(RepairResult(result.method,
-                                {"estimate": sm.estimate, "low": sm.low, "high": sm.high},
-                                acc.estimate, result.verdict, detail=dict(result.detail)))
-    return out
+    return [RepairResult.of(r.method, r.heldout, r.verdict, r.detail) for r in fitted.results]
 
 
 @register_synth_repair("sampling_temperature")
 def sampling_temperature_repair(ctx: RepairContext) -> list[RepairResult]:
-    """Choose the sampling temperature on the calibration half by resampling at each grid
-    temperature (the log loss of the modal share against correctness, as
-    :func:`recal.sampling_temperature.fit_sampling_temperature` scores it), then resample the
-    held-out half at the chosen T."""
-    table = []
-    best, best_tau = math.inf, math.nan
-    for tau in ctx.tau_grid:
+    """The model's own sampling temperature, chosen on the calibration half by the log loss of
+    the modal share (:func:`recal.sampling_temperature.choose_temperature`).
+
+    A run recorded with a temperature grid is refitted as ``recal fit`` and ``recal bench``
+    refit it (:mod:`recal.repairs.sampling`: importance reweighting, thin estimates refused).
+    Otherwise (the synthetic model samples cheaply) each grid temperature is sampled for real
+    on the calibration half, and the held-out half is resampled at the chosen T.
+    """
+    store = RunStore.open(ctx.run)
+    if temperature_grid(store.manifest):
+        return [_reweighted_temperature(ctx, store)]
+
+    def resampled(tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if tau == 1.0:  # the measured run already holds T = 1
             conf, corr = _modal_arrays(ctx.run, ctx.calibration_ids, ctx.collapser)
         else:
             conf, corr = _sample_modal(ctx, ctx.model, ctx.calibration_ids, tau,
                                        ctx.out / f"{ctx.name}-T{tau:g}-calibration")
-        row = {"tau": float(tau), "log_loss": log_loss(conf, corr),
-               "accuracy": float(corr.mean()), "mean_confidence": float(conf.mean())}
-        table.append(row)
-        if row["log_loss"] < best:
-            best, best_tau = row["log_loss"], float(tau)
-    detail = {"tau": best_tau, "estimate": "resampled", "fit_table": table}
-    if best_tau == 1.0:
+        return conf, corr, np.full(len(conf), float(ctx.n_samples))  # real samples: ESS = M
+
+    fit = choose_temperature(resampled, tau_grid=ctx.tau_grid, tau0=1.0, min_ess=ctx.min_ess)
+    detail = {"tau": fit.tau_, "estimate": "resampled", "fit_table": fit.table}
+    if fit.tau_ == 1.0:
         reference, _ = ctx.reference()
-        sm = reference["smooth_ece"]
-        return [RepairResult("sampling_temperature",
-                             {"estimate": sm.estimate, "low": sm.low, "high": sm.high},
-                             reference["accuracy"].estimate,
-                             "keeps the sampled temperature (no repair)", detail)]
-    return [judge_model(ctx, "sampling_temperature", ctx.model, temperature=best_tau,
+        return [RepairResult.of("sampling_temperature", reference,
+                                "keeps the sampled temperature (no repair)", detail)]
+    return [judge_model(ctx, "sampling_temperature", ctx.model, temperature=fit.tau_,
                         detail=detail)]
+
+
+def _reweighted_temperature(ctx: RepairContext, store: RunStore) -> RepairResult:
+    """The sampling-temperature repair of :mod:`recal.repairs` on the context's split."""
+    from recal.repairs import REPAIR_METHODS, RepairTask
+
+    judged = JudgedRun.from_store(store, ctx.collapser, "modal_share",
+                                  split=Split.random(0.5, ctx.seed),
+                                  n_resamples=ctx.n_resamples, seed=ctx.seed)
+    if tuple(judged.heldout_ids) != ctx.heldout_ids:
+        raise RuntimeError(f"{store.path} splits differently from the synthetic repairs: their "
+                           "held-out figures would not be comparable")
+    method = REPAIR_METHODS.get("sampling_temperature")
+    outcome = method.run(RepairTask(judged, min_ess=ctx.min_ess))
+    if outcome is None:
+        raise RuntimeError(f"{store.path}: the sampling-temperature refit did not apply")
+    detail = {**outcome.detail, "fit_table": (outcome.state or {}).get("table", [])}
+    if outcome.unchanged:
+        return RepairResult.of("sampling_temperature", judged.heldout_metrics(),
+                               "keeps the sampled temperature (no repair)", detail)
+    metrics = judged.judge(outcome.confidence, outcome.correct)
+    return RepairResult.of("sampling_temperature", metrics, ctx.verdict(metrics), detail)

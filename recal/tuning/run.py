@@ -27,7 +27,8 @@ import numpy as np
 
 from recal import __version__
 from recal.confidence import classify_run
-from recal.metrics import BootstrapResult, compute_all
+from recal.judged import judge
+from recal.metrics import BootstrapResult
 from recal.models.hf import TransformersBackend
 from recal.runstore import RunStore
 from recal.semantic.base import get_collapser
@@ -220,7 +221,7 @@ def tune(store: RunStore, config: TrainConfig, out: str | Path, *,
     start = time.perf_counter()
     judged = held_items[: config.eval_limit] if config.eval_limit else held_items
     evaluation = method.evaluate(tuned, judged, collapser, out, progress=progress)
-    heldout = {name: compute_all(conf, corr, n_resamples=config.n_resamples, seed=config.seed)
+    heldout = {name: judge(conf, corr, n_resamples=config.n_resamples, seed=config.seed)
                for name, (conf, corr) in evaluation.rows.items()}
     report = TuneReport(config, model_id, style, split, len(train_rows), len(val_rows), result,
                         heldout, evaluation.tuned,

@@ -1,9 +1,10 @@
 """The split every tuning method shares: train / validation / held-out question ids.
 
-The held-out part is the one `recal fit` judges post-hoc maps on (``split_calibration`` with the
-same fraction and seed over the run's finished questions in order), so that fine-tuning and
-post-hoc rows of a table are measured on the same questions. Validation questions are carved
-from the training part; they choose when to stop and are never trained on.
+The held-out part is the one `recal fit` and `recal bench` judge repairs on
+(:class:`recal.judged.Split` with the same fraction and seed over the run's finished questions in
+order), so that fine-tuning and post-hoc rows of a table are measured on the same questions.
+Validation questions are carved from the training part; they choose when to stop and are never
+trained on.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recal.calibrators import split_calibration
 from recal.confidence import Classified
+from recal.judged import Split
 
 __all__ = ["TuningSplit", "tuning_split"]
 
@@ -36,7 +37,7 @@ def tuning_split(items: Sequence[Classified], calibration_fraction: float, val_f
     if len(items) < 4:
         raise ValueError(f"the run holds {len(items)} finished questions; tuning needs at least "
                          "4 (training, validation and held-out parts; hundreds to mean much)")
-    cal, held = split_calibration(len(items), calibration_fraction, seed)
+    cal, held = Split.random(calibration_fraction, seed).indices(len(items))
     if len(cal) < 2:
         raise ValueError(f"the training part has {len(cal)} question(s); it needs 2 to keep one "
                          "for validation: raise calibration_fraction")
