@@ -275,7 +275,7 @@ class Registry(Generic[T]):
 
 def all_registries() -> dict[str, Registry[Any]]:
     """recal's registries by kind, for listings and contract tests: ``backend``, ``packaged
-    model``, ``dataset``, ``collapser``, ``scorer``, ``recalibrator``.
+    model``, ``dataset``, ``collapser``, ``scorer``, ``recalibrator``, ``repair method``.
 
     Imports the light modules that fill them (no torch); lazy entries stay unimported.
     """
@@ -283,6 +283,7 @@ def all_registries() -> dict[str, Registry[Any]]:
     from recal.confidence import SCORERS
     from recal.data import DATASETS
     from recal.models import BACKENDS, PACKAGED_MODELS
+    from recal.repairs import REPAIR_METHODS
     from recal.semantic import COLLAPSERS
 
     return {
@@ -292,6 +293,7 @@ def all_registries() -> dict[str, Registry[Any]]:
         "collapser": COLLAPSERS,
         "scorer": SCORERS,
         "recalibrator": RECALIBRATORS,
+        "repair method": REPAIR_METHODS,
     }
 
 

@@ -95,12 +95,12 @@ def test_a_new_method_is_one_class_and_one_registration():
             return np.full(len(conf), 0.5)
 
     try:
-        register_repair("half", Half(), default=True)
+        register_repair("half", Half(), default=True, help="half the confidence")
         assert default_methods("post-hoc")[-1] == "half"
         outcome = REPAIR_METHODS.get("half").run(_task())
         assert outcome is not None and set(outcome.confidence) == {0.5}
         with pytest.raises(ValueError, match="already registered"):
-            register_repair("half", Half())
+            register_repair("half", Half(), help="half the confidence")
     finally:
         REPAIR_METHODS._entries.pop("half", None)
         if "half" in _DEFAULTS:

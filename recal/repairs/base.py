@@ -112,12 +112,13 @@ REPAIR_METHODS: Registry[RepairMethod] = Registry("repair method")
 _DEFAULTS: list[str] = []
 
 
-def register_repair(name: str, method: RepairMethod, *, default: bool = False) -> RepairMethod:
-    """Register ``method`` under ``name``; ``default``: in the default lists of its family (in
-    registration order)."""
+def register_repair(name: str, method: RepairMethod, *, help: str,
+                    default: bool = False) -> RepairMethod:
+    """Register ``method`` under ``name`` with a one-line ``help``; ``default``: in the default
+    lists of its family (in registration order)."""
     if method.family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {method.family!r}")
-    REPAIR_METHODS.register(name, method)
+    REPAIR_METHODS.register(name, method, help=help)
     if default:
         _DEFAULTS.append(name.lower())
     return method

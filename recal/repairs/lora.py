@@ -106,4 +106,5 @@ def _stored_scores(path: Path, config: dict[str, Any], ids: tuple[str, ...]) -> 
 
 for _name, _defaults in {"confidence_head": {}, "amortised": {"target": "correct"},
                          "distribution": {"target": "sharpen"}}.items():
-    register_repair(f"lora:{_name}", Tuned(_name, _defaults))
+    register_repair(f"lora:{_name}", Tuned(_name, _defaults),
+                    help=f"LoRA fine-tuning with recal.tuning's {_name} method")

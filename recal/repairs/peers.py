@@ -64,7 +64,8 @@ for _name, (_module, _cls, _kw) in {
     "netcal:histogram": ("netcal.binning", "HistogramBinning", {"bins": 10}),
     "netcal:isotonic": ("netcal.binning", "IsotonicRegression", {}),
 }.items():
-    register_repair(_name, Netcal(_netcal(_module, _cls, **_kw)), default=True)
+    register_repair(_name, Netcal(_netcal(_module, _cls, **_kw)), default=True,
+                    help=f"peer baseline: netcal's {_module}.{_cls}")
 
 
 class SklearnIsotonic(RepairMethod):
@@ -98,5 +99,7 @@ class SklearnPlatt(RepairMethod):
         return np.asarray(model.predict_proba(logit(conf))[:, 1], dtype=float)
 
 
-register_repair("sklearn:isotonic", SklearnIsotonic(), default=True)
-register_repair("sklearn:platt", SklearnPlatt(), default=True)
+register_repair("sklearn:isotonic", SklearnIsotonic(), default=True,
+                help="peer baseline: scikit-learn's IsotonicRegression")
+register_repair("sklearn:platt", SklearnPlatt(), default=True,
+                help="peer baseline: Platt scaling as scikit-learn's CalibratedClassifierCV")

@@ -40,4 +40,5 @@ class PostHoc(RepairMethod):
 
 
 for _name in (*DEFAULT_POSTHOC, *(n for n in RECALIBRATORS if n not in DEFAULT_POSTHOC)):
-    register_repair(_name, PostHoc(_name), default=_name in DEFAULT_POSTHOC)
+    register_repair(_name, PostHoc(_name), default=_name in DEFAULT_POSTHOC,
+                    help=f"recal's recalibrator: {RECALIBRATORS.help(_name)}")

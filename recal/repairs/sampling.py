@@ -54,4 +54,5 @@ class SamplingTemperature(RepairMethod):
                                           "median_ess": float(np.median(ess))}, state, fit)
 
 
-register_repair("sampling_temperature", SamplingTemperature(), default=True)
+register_repair("sampling_temperature", SamplingTemperature(), default=True,
+                help="refit the sampling temperature by importance reweighting (needs a tau grid)")
