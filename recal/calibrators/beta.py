@@ -33,7 +33,7 @@ class BetaCalibration(Recalibrator):
     same constrained optimum in one go, with the coefficient at 0. With ``a, b >= 0`` the map is
     non-decreasing. Confidences are clipped to ``[1e-12, 1 - 1e-12]`` before the logs.
 
-    Edge cases: labels of one class give the identity ``a = b = 1, c = 0`` with a warning (see
+    Edge cases: fewer than 2 correct or 2 wrong answers are refused (``DegenerateSplitError``, see
     :mod:`recal.calibrators.base`); a single confidence value leaves ``a`` and ``b`` unidentified,
     the penalty chooses ``a = b = 0``, and every confidence maps to the observed accuracy.
     """
@@ -69,9 +69,6 @@ class BetaCalibration(Recalibrator):
         a, b, c = minimize_bounded(objective, [1.0, 1.0, 0.0],
                                    [(0.0, None), (0.0, None), (None, None)], "beta calibration")
         self.a_, self.b_, self.c_ = float(a), float(b), float(c)
-
-    def _fit_identity(self, conf: FloatArray, weight: FloatArray) -> None:
-        self.a_, self.b_, self.c_ = 1.0, 1.0, 0.0
 
     def _predict(self, conf: FloatArray) -> FloatArray:
         f1, f2 = self._features(conf)

@@ -27,8 +27,8 @@ class PlattScaling(Recalibrator):
     ranking: when confidence is anti-correlated with correctness the fit ends at ``a = 0``, the
     constant (penalised-)maximum-likelihood accuracy.
 
-    Edge cases: labels of one class give the identity ``a = 1, b = 0`` with a warning (see
-    :mod:`recal.calibrators.base`). A single confidence value leaves ``a`` unidentified; the
+    Edge cases: fewer than 2 correct or 2 wrong answers are refused (``DegenerateSplitError``,
+    see :mod:`recal.calibrators.base`). A single confidence value leaves ``a`` unidentified; the
     penalty chooses ``a = 0``, so every confidence maps to the observed accuracy.
     """
 
@@ -56,9 +56,6 @@ class PlattScaling(Recalibrator):
         a, b = minimize_bounded(objective, [1.0, 0.0], [(0.0, None), (None, None)],
                                 "Platt scaling")
         self.slope_, self.intercept_ = float(a), float(b)
-
-    def _fit_identity(self, conf: FloatArray, weight: FloatArray) -> None:
-        self.slope_, self.intercept_ = 1.0, 0.0
 
     def _predict(self, conf: FloatArray) -> FloatArray:
         return sigmoid(self.slope_ * logit(conf) + self.intercept_)

@@ -32,8 +32,8 @@ class TemperatureScaling(Recalibrator):
     never move one across it, so it cannot repair every miscalibration (a model whose 0.7 means
     0.4, say). Platt scaling adds the missing intercept.
 
-    Edge cases: labels of one class give ``T = 1`` (the identity, with a warning; see
-    :mod:`recal.calibrators.base`). When every confidence is 1/2 the loss does not depend on
+    Edge cases: fewer than 2 correct or 2 wrong answers are refused (``DegenerateSplitError``;
+    see :mod:`recal.calibrators.base`). When every confidence is 1/2 the loss does not depend on
     ``T`` and ``T = 1``. With a single other confidence value ``c`` the fit maps ``c`` to the
     observed accuracy when that lies on the same side of 1/2 as ``c``, and otherwise runs to the
     bound ``T = 100`` (predicting about 1/2). A temperature at either bound means the data ask for
@@ -64,9 +64,6 @@ class TemperatureScaling(Recalibrator):
         if not result.success:
             raise FitError(f"temperature scaling did not converge: {result.message}")
         self.temperature_ = float(math.exp(result.x))
-
-    def _fit_identity(self, conf: FloatArray, weight: FloatArray) -> None:
-        self.temperature_ = 1.0
 
     def _predict(self, conf: FloatArray) -> FloatArray:
         return sigmoid(logit(conf) / self.temperature_)
