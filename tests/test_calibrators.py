@@ -104,7 +104,7 @@ def test_hyperparameters_are_keyword_only_and_checked():
         PlattScaling(ridge=float("nan"))
     with pytest.raises(ValueError, match="ridge"):
         BetaCalibration(ridge=-1e-3)
-    assert repr(PlattScaling()) == "PlattScaling(ridge=1e-06)"
+    assert repr(PlattScaling()) == "PlattScaling(ridge=1e-06, grid=None)"
 
 
 # --------------------------------------------------------------------------- recovery

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-StateKind = Literal["scalar", "array"]
+StateKind = Literal["scalar", "integer", "array"]
 
 #: ``fit`` on fewer predictions than this (of positive weight) warns that the map is unreliable.
 MIN_RELIABLE_SIZE: int = 10
@@ -159,6 +159,8 @@ class Recalibrator(ABC):
 
     name: ClassVar[str]
     _state_spec: ClassVar[Mapping[str, StateKind]] = {}
+    #: Values for state keys that files written by an older recal lack (the map they described).
+    _state_defaults: ClassVar[Mapping[str, Any]] = {}
     #: False for recalibrators whose fit ignores the labels (never refused, no warnings).
     _uses_labels: ClassVar[bool] = True
 
@@ -209,7 +211,8 @@ class Recalibrator(ABC):
         state: dict[str, Any] = {"n_fit": int(self.n_fit_)}
         for key, kind in self._state_spec.items():
             value = getattr(self, key + "_")
-            state[key] = float(value) if kind == "scalar" else [float(v) for v in value]
+            state[key] = (float(value) if kind == "scalar" else int(value) if kind == "integer"
+                          else [float(v) for v in value])
         return {"name": self.name, "params": self.get_params(), "state": state}
 
     @classmethod
@@ -286,6 +289,9 @@ class Recalibrator(ABC):
                           stacklevel=stacklevel)
         values = {}
         for key, kind in spec.items():
+            if key not in state and key in self._state_defaults:
+                values[key] = self._state_defaults[key]
+                continue
             if key not in state:
                 raise ValueError(f"{where}: key 'state.{key}' is missing")
             values[key] = _read_state_value(state[key], kind, f"{where}: key 'state.{key}'")
@@ -306,6 +312,10 @@ def _read_state_value(value: object, kind: str, what: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             return value
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    if kind == "integer":
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
     if kind == "scalar":
         if _is_number(value):
             return float(value)
