@@ -392,9 +392,14 @@ class PTrue(Scorer):
     """P(true) of Kadavath et al. 2022: the model is shown its modal answer and asked whether it
     is true; confidence = P(yes) / (P(yes) + P(no)) over the first answer token, summing the
     spellings of yes and of no, each first token once (:func:`yes_no_token_keys`; a backend
-    without a tokenizer falls back to counting each distinct log-prob value once)."""
+    without a tokenizer falls back to counting each distinct log-prob value once).
+
+    When neither yes nor no has any probability (a server whose top tokens list neither), the
+    confidence is ``fallback`` (0.5) and ``extra['unparsed']`` is True, counted by
+    :func:`unparsed_note` like verbalized's unreadable replies."""
 
     name = "p_true"
+    fallback: float = 0.5
     needs = frozenset({"samples", "backend", "next_token_logprobs"})
 
     def score(self, items, collapser, backend=None):
@@ -410,8 +415,9 @@ class PTrue(Scorer):
         for item, label, row in zip(items, labels, logprobs, strict=True):
             yes = _sum_distinct(row[: len(_YES)], yes_keys)
             no = _sum_distinct(row[len(_YES):], no_keys)
-            conf = yes / (yes + no) if yes + no > 0 else 0.5
-            out.append(Prediction(item.question.id, label, conf,
+            seen = yes + no > 0  # a server lists neither among its top tokens: no reading
+            out.append(Prediction(item.question.id, label,
+                                  yes / (yes + no) if seen else self.fallback,
                                   collapser.is_correct(item.question, label),
-                                  {"p_yes": yes, "p_no": no}))
+                                  {"p_yes": yes, "p_no": no, "unparsed": not seen}))
         return out

@@ -208,3 +208,19 @@ def test_p_true_counts_each_first_token_once_by_id_not_by_value():
     assert p.extra["p_yes"] == pytest.approx(0.4, rel=1e-9)
     assert p.extra["p_no"] == pytest.approx(0.3, rel=1e-9)
     assert p.confidence == pytest.approx(0.4 / 0.7)
+
+
+class _SilentServer(_FixedBackend):
+    """A server whose top tokens list no spelling of yes or no (every candidate -inf)."""
+
+    def next_token_logprobs(self, prompts, candidates):
+        return [[-math.inf] * len(candidates) for _ in prompts]
+
+
+def test_p_true_marks_a_reply_with_neither_yes_nor_no_as_unparsed():
+    from recal.confidence import unparsed_note
+
+    p = _score("p_true", ["Paris"], backend=_SilentServer(0.5))
+    assert p.confidence == 0.5 and p.extra["unparsed"]
+    assert unparsed_note("p_true", [p]) == "p_true: 1 of 1 replies unparsed (scored 0.5)"
+    assert not _score("p_true", ["Paris"], backend=_FixedBackend(0.8)).extra["unparsed"]
