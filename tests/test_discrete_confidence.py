@@ -139,3 +139,18 @@ def test_the_grid_is_found_from_the_shares_or_given():
         TemperatureScaling(grid=-1)
     with pytest.raises(ValueError, match="grid must be None"):
         PlattScaling(grid=2.5)
+
+
+def test_platt_on_shares_is_logistic_regression_on_the_empirical_logit():
+    """The reference: scikit-learn's logistic regression on log((k + 1/2) / (M - k + 1/2)),
+    the empirical logit of k of M, with the same tiny ridge on the slope."""
+    from sklearn.linear_model import LogisticRegression
+
+    share, y = _draw("overconfident", 5)
+    k = np.round(share * M)
+    x = np.log((k + 0.5) / (M - k + 0.5)).reshape(-1, 1)
+    reference = LogisticRegression(C=1.0 / (1e-6 * share.size), tol=1e-12,
+                                   max_iter=10_000).fit(x, y)
+    model = PlattScaling().fit(share, y)
+    assert model.slope_ == pytest.approx(reference.coef_[0, 0], rel=1e-5)
+    assert model.intercept_ == pytest.approx(reference.intercept_[0], abs=1e-5)
