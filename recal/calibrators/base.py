@@ -19,8 +19,8 @@ Shared behaviour, decided once here for every method:
   degenerate (temperature -> 0, slopes -> infinity, a step at the lone answer) or a fallback
   that is no repair at all. So every recalibrator that reads the labels refuses with
   :class:`DegenerateSplitError` ("not fitted: the calibration split has no correct answer (75
-  questions)"), which callers show as the method's row instead of a map; the identity
-  recalibrator, which ignores the labels, still fits.
+  questions; platt needs at least 2 correct and 2 wrong)"), which callers show as the method's
+  row instead of a map; the identity recalibrator, which ignores the labels, still fits.
 * Fewer than :data:`MIN_RELIABLE_SIZE` (10) predictions of positive weight with at least 2 of
   each class: the fit runs and a :class:`CalibrationWarning` says the map is unreliable.
 * A single distinct confidence: the map is determined at that value only; a warning says so and
@@ -45,9 +45,9 @@ from recal.metrics import _as_1d, _check, _describe
 from recal.registry import Registry
 
 __all__ = [
+    "MIN_CLASS_SIZE",
     "MIN_RELIABLE_SIZE",
     "RECALIBRATORS",
-    "MIN_CLASS_SIZE",
     "CalibrationWarning",
     "DegenerateSplitError",
     "FitError",
@@ -84,8 +84,9 @@ class DegenerateSplitError(ValueError):
     """``fit`` refused: the data hold fewer than :data:`MIN_CLASS_SIZE` correct or wrong answers.
 
     ``str(err)`` is the reason to show in a table ("not fitted: the calibration split has no
-    correct answer (75 questions)"); ``method``, ``n`` (predictions of positive weight) and
-    ``n_correct`` say the same as data.
+    correct answer (75 questions; platt needs at least 2 correct and 2 wrong)"); ``method``,
+    ``n`` (predictions of positive weight), ``n_correct`` and ``where`` (what was fitted on: "the
+    calibration split", or a cross-fitting fold's training part) say the same as data.
     """
 
     def __init__(self, method: str, n: int, n_correct: int,
@@ -152,9 +153,10 @@ def _check_real(value: object, name: str, *, minimum: float = 0.0, strict: bool 
 class Recalibrator(ABC):
     """A map from a model's stated confidence to a calibrated probability of being correct.
 
-    Subclasses set ``name``, declare their fitted state in ``_state_spec`` (JSON key -> "scalar"
-    or "array"; the attribute is the key plus a trailing underscore) and implement ``_fit``,
-    ``_predict`` and, optionally, ``_check_state`` (for loaded files).
+    Subclasses set ``name``, declare their fitted state in ``_state_spec`` (JSON key -> "scalar",
+    "integer" or "array"; the attribute is the key plus a trailing underscore; ``_state_defaults``
+    fills keys that older files lack) and implement ``_fit``, ``_predict`` and, optionally,
+    ``_check_state`` (for loaded files).
     """
 
     name: ClassVar[str]
