@@ -12,7 +12,8 @@ heldout_modal      share, in the second half of the samples, of     samples (M >
 semantic_entropy   exp(-H), H the entropy of the class shares       samples
 greedy_likelihood  exp(mean log-prob per token) of the greedy       the greedy answer
                    answer
-verbalized         the model's own 0-100% answer, divided by 100    the model
+verbalized         the model's own 0-100% answer, read as a         the model
+                   probability (:func:`parse_verbalized`)
 p_true             P(yes) / (P(yes) + P(no)) when the model is      the model, next-token
                    asked whether the proposed answer is true        probabilities
 =================  ===============================================  ======================
@@ -290,6 +291,8 @@ _NUMBER = re.compile(
     r"(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?)(?![\d.]*\d))?"
     r"\s*(%|percent)?",
     re.IGNORECASE)
+# "50/50", "50-50": even odds, not the fraction 50/50 = 1.
+_EVEN_ODDS = re.compile(r"(?<![\d.])50\s*[/-]\s*50(?![\d.]*\d)")
 
 
 def parse_verbalized(text: str) -> float | None:
@@ -298,7 +301,7 @@ def parse_verbalized(text: str) -> float | None:
     The first readable number counts, read by these rules:
 
     * ``a/b`` or ``a out of b`` (``0 <= a <= b``, ``b > 0``): the fraction ``a / b``
-      ('7/10' is 0.7, '85/100' is 0.85);
+      ('7/10' is 0.7, '85/100' is 0.85), except the idiom '50/50' (or '50-50'): even odds, 0.5;
     * a number with a percent sign or the word 'percent': that many percent, up to 100;
     * a bare number in [0, 1] ('0.7', '.9', '1', '0'): a probability, so '1' is certainty and
       '1%' is 0.01. The prompt asks for 0-100, but a reply of exactly '1' or '0.7' is how models
@@ -309,6 +312,8 @@ def parse_verbalized(text: str) -> float | None:
     clipped, so '1000' alone is unreadable. ``None`` when no number is readable; callers decide
     (and report) what an unreadable reply becomes.
     """
+    if _EVEN_ODDS.search(text):
+        return 0.5
     for match in _NUMBER.finditer(text):
         number, denominator, percent = match.groups()
         value = float(number)

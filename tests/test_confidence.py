@@ -94,6 +94,7 @@ def test_greedy_likelihood_is_the_per_token_geometric_mean():
      ("1", 1.0), ("0", 0.0), ("1%", 0.01), (".9", 0.9), ("Confidence: .85", 0.85),
      # Fractions are fractions, not the first number on its own.
      ("7/10", 0.7), ("7 / 10", 0.7), ("85/100", 0.85), ("3 out of 4", 0.75), ("11/10", None),
+     ("10/10", 1.0), ("50/50", 0.5), ("It's 50-50.", 0.5),
      # Numbers above 100 are not confidences: never clipped to 1, never cut to their first digits.
      ("1000", None), ("100.5", None), ("1000, I mean 80", 0.8)],
 )
