@@ -65,9 +65,10 @@ def cross_val_predict(
     # Imported here: this module's import block is shared with the recal.metrics split.
     from recal.calibrators.base import MIN_CLASS_SIZE, DegenerateSplitError
 
-    n_correct = int(np.count_nonzero(corr == 1.0))
-    if recalibrator._uses_labels and min(n_correct, conf.size - n_correct) < MIN_CLASS_SIZE:
-        raise DegenerateSplitError(recalibrator.name, conf.size, n_correct)
+    counted = corr if weight is None else corr[weight > 0]  # as fit counts them
+    n_correct = int(np.count_nonzero(counted == 1.0))
+    if recalibrator._uses_labels and min(n_correct, counted.size - n_correct) < MIN_CLASS_SIZE:
+        raise DegenerateSplitError(recalibrator.name, counted.size, n_correct)
     folds = _fold_ids(corr, int(n_splits), seed)
     out = np.empty(conf.size)
     for k in range(n_splits):
