@@ -12,7 +12,8 @@ heldout_modal      share, in the second half of the samples, of     samples (M >
 semantic_entropy   exp(-H), H the entropy of the class shares       samples
 greedy_likelihood  exp(mean log-prob per token) of the greedy       the greedy answer
                    answer
-verbalized         the model's own 0-100% answer, divided by 100    the model
+verbalized         the model's own 0-100% answer, read as a         the model
+                   probability (:func:`parse_verbalized`)
 p_true             P(yes) / (P(yes) + P(no)) when the model is      the model, next-token
                    asked whether the proposed answer is true        probabilities
 =================  ===============================================  ======================
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recal.data.records import Question
-from recal.models.base import Backend
+from recal.models.base import Backend, first_token_ids
 from recal.prompts import Prompt
 from recal.registry import Registry
 from recal.runstore import RunStore
@@ -51,6 +52,8 @@ __all__ = [
     "classify_run",
     "get_scorer",
     "parse_verbalized",
+    "unparsed_note",
+    "yes_no_token_keys",
 ]
 
 
@@ -86,6 +89,19 @@ class Prediction:
     confidence: float
     correct: bool
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def unparsed_note(scorer: str, predictions: Sequence[Prediction]) -> str | None:
+    """"verbalized: 12 of 100 replies unparsed (scored 0.5)" when some predictions carry
+    ``extra['unparsed']`` (replies the scorer could not read and replaced by its fallback);
+    ``None`` when every reply was read or the scorer reads no replies."""
+    unparsed = [p for p in predictions if p.extra.get("unparsed")]
+    if not unparsed:
+        return None
+    values = sorted({p.confidence for p in unparsed})
+    shown = ", ".join(f"{v:g}" for v in values)
+    return (f"{scorer}: {len(unparsed)} of {len(predictions)} replies unparsed "
+            f"(scored {shown})")
 
 
 def classify_run(store: RunStore, collapser: Collapser,
@@ -248,7 +264,11 @@ class GreedyLikelihood(Scorer):
             if greedy is None or item.greedy_label is None:
                 raise ValueError(f"question {item.question.id!r} has no greedy answer; sample "
                                  "with greedy=True for the greedy_likelihood scorer")
-            conf = math.exp(greedy.logprob / max(1, len(greedy.logprobs)))
+            if not greedy.logprobs:
+                raise ValueError(f"greedy_likelihood: the greedy answer of question "
+                                 f"{item.question.id!r} has no token log-probabilities (the "
+                                 "backend returned none); use a scorer that reads the samples")
+            conf = math.exp(greedy.logprob / len(greedy.logprobs))
             out.append(Prediction(item.question.id, item.greedy_label, conf,
                                   collapser.is_correct(item.question, item.greedy_label)))
         return out
@@ -265,32 +285,62 @@ def _ask(question: str, answer: str, instruction: str, chat: bool, prefix: str) 
     return Prompt(messages=(("user", body),)) if chat else Prompt(text=body + f"\n{prefix}")
 
 
-_NUMBER = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d+)?)\s*(%|percent)?")
+# A number (".9", "85", "7.5"), optionally a fraction ("7/10", "7 out of 10") or a percentage.
+_NUMBER = re.compile(
+    r"(?<![\d.])(\d+(?:\.\d+)?|\.\d+)(?![\d.]*\d)"
+    r"(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?)(?![\d.]*\d))?"
+    r"\s*(%|percent)?",
+    re.IGNORECASE)
+# "50/50", "50-50": even odds, not the fraction 50/50 = 1.
+_EVEN_ODDS = re.compile(r"(?<![\d.])50\s*[/-]\s*50(?![\d.]*\d)")
 
 
 def parse_verbalized(text: str) -> float | None:
-    """A 0-1 confidence from a reply such as '85', '85%', 'I am 90 percent sure', '0.7'.
+    """A 0-1 confidence from a reply such as '85', '85%', 'I am 90 percent sure', '0.7', '7/10'.
 
-    The first number in [0, 100] counts; a number at most 1 without a percent sign is read as a
-    probability. ``None`` when there is no such number.
+    The first readable number counts, read by these rules:
+
+    * ``a/b`` or ``a out of b`` (``0 <= a <= b``, ``b > 0``): the fraction ``a / b``
+      ('7/10' is 0.7, '85/100' is 0.85), except the idiom '50/50' (or '50-50'): even odds, 0.5;
+    * a number with a percent sign or the word 'percent': that many percent, up to 100;
+    * a bare number in [0, 1] ('0.7', '.9', '1', '0'): a probability, so '1' is certainty and
+      '1%' is 0.01. The prompt asks for 0-100, but a reply of exactly '1' or '0.7' is how models
+      state a probability; reading '1' as 1% would turn the most confident reply into the least;
+    * a bare number in (1, 100]: a percentage ('85' is 0.85).
+
+    Numbers above 100 (and fractions above 1) are not confidences: they are skipped, never
+    clipped, so '1000' alone is unreadable. ``None`` when no number is readable; callers decide
+    (and report) what an unreadable reply becomes.
     """
+    if _EVEN_ODDS.search(text):
+        return 0.5
     for match in _NUMBER.finditer(text):
-        value = float(match.group(1))
-        if match.group(2) is None and value <= 1 and "." in match.group(1):
+        number, denominator, percent = match.groups()
+        value = float(number)
+        if denominator is not None:
+            den = float(denominator)
+            if den > 0 and value <= den:
+                return value / den
+            continue
+        if percent is None and value <= 1:
             return value
-        if 0 <= value <= 100:
+        if value <= 100:
             return value / 100
     return None
 
 
 @SCORERS.register("verbalized", help="the model's own 0-100% confidence in the modal answer")
 class Verbalized(Scorer):
-    """Asks the model for its confidence in the modal answer, in percent (greedy reply).
+    """Asks the model for its confidence in the modal answer, in percent (greedy reply), read by
+    :func:`parse_verbalized`.
 
-    Replies with no readable number get confidence 0.5 and are counted in ``extra['unparsed']``.
+    A reply with no readable number gets the confidence ``fallback`` (0.5) and is marked
+    ``extra['unparsed'] = True``; :func:`unparsed_note` counts them for the report, which must
+    show the count, since every such 0.5 is the scorer's guess and not the model's.
     """
 
     name = "verbalized"
+    fallback: float = 0.5
     needs = frozenset({"samples", "backend"})
 
     def score(self, items, collapser, backend=None):
@@ -304,7 +354,8 @@ class Verbalized(Scorer):
         out = []
         for item, label in zip(items, labels, strict=True):
             parsed = parse_verbalized(replies[item.question.id])
-            out.append(Prediction(item.question.id, label, 0.5 if parsed is None else parsed,
+            out.append(Prediction(item.question.id, label,
+                                  self.fallback if parsed is None else parsed,
                                   collapser.is_correct(item.question, label),
                                   {"reply": replies[item.question.id],
                                    "unparsed": parsed is None}))
@@ -315,14 +366,45 @@ _YES = ("Yes", "yes", " Yes", " yes", "YES")
 _NO = ("No", "no", " No", " no", "NO")
 
 
+def yes_no_token_keys(backend: Backend, candidates: Sequence[str]) -> list[object] | None:
+    """The first token id of each candidate, as ``backend.next_token_logprobs`` reads it, when
+    the backend has a tokenizer (``backend.tokenizer``: the transformers and vLLM backends);
+    ``None`` when it has none (a server), whose values can then only be told apart by value.
+
+    Spellings that begin with the same token ("Yes" and "Yes!") give the same next-token
+    probability and must be counted once; two different tokens that happen to have the same
+    log-probability must both count.
+    """
+    tokenizer = getattr(backend, "tokenizer", None)
+    if tokenizer is None:
+        return None
+    return list(first_token_ids(tokenizer, candidates))
+
+
+def _sum_distinct(values: Sequence[float], keys: Sequence[object] | None) -> float:
+    """sum of exp(value) over distinct keys (distinct values when there are no keys)."""
+    if keys is None:
+        return sum(math.exp(x) for x in set(values))
+    seen: dict[object, float] = {}
+    for key, value in zip(keys, values, strict=True):
+        seen.setdefault(key, value)
+    return sum(math.exp(x) for x in seen.values())
+
+
 @SCORERS.register("p_true",
                  help="P(yes) / (P(yes) + P(no)), the model asked if its modal answer is true")
 class PTrue(Scorer):
     """P(true) of Kadavath et al. 2022: the model is shown its modal answer and asked whether it
     is true; confidence = P(yes) / (P(yes) + P(no)) over the first answer token, summing the
-    spellings of yes and of no."""
+    spellings of yes and of no, each first token once (:func:`yes_no_token_keys`; a backend
+    without a tokenizer falls back to counting each distinct log-prob value once).
+
+    When neither yes nor no has any probability (a server whose top tokens list neither), the
+    confidence is ``fallback`` (0.5) and ``extra['unparsed']`` is True, counted by
+    :func:`unparsed_note` like verbalized's unreadable replies."""
 
     name = "p_true"
+    fallback: float = 0.5
     needs = frozenset({"samples", "backend", "next_token_logprobs"})
 
     def score(self, items, collapser, backend=None):
@@ -331,13 +413,16 @@ class PTrue(Scorer):
         prompts = [_ask(item.question.question, item.text_of(label), _TRUE, model.is_chat,
                         "Answer:") for item, label in zip(items, labels, strict=True)]
         logprobs = model.next_token_logprobs(prompts, _YES + _NO)
+        keys = yes_no_token_keys(model, _YES + _NO)
+        yes_keys = None if keys is None else keys[: len(_YES)]
+        no_keys = None if keys is None else keys[len(_YES):]
         out = []
         for item, label, row in zip(items, labels, logprobs, strict=True):
-            # Spellings that begin with the same token get the same value: count each token once.
-            yes = sum(math.exp(x) for x in set(row[: len(_YES)]))
-            no = sum(math.exp(x) for x in set(row[len(_YES):]))
-            conf = yes / (yes + no) if yes + no > 0 else 0.5
-            out.append(Prediction(item.question.id, label, conf,
+            yes = _sum_distinct(row[: len(_YES)], yes_keys)
+            no = _sum_distinct(row[len(_YES):], no_keys)
+            seen = yes + no > 0  # a server lists neither among its top tokens: no reading
+            out.append(Prediction(item.question.id, label,
+                                  yes / (yes + no) if seen else self.fallback,
                                   collapser.is_correct(item.question, label),
-                                  {"p_yes": yes, "p_no": no}))
+                                  {"p_yes": yes, "p_no": no, "unparsed": not seen}))
         return out

@@ -4,6 +4,7 @@ cases, JSON save/load and the splitting helpers."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -17,6 +18,7 @@ from recal.calibrators import (
     SCHEMA,
     BetaCalibration,
     CalibrationWarning,
+    DegenerateSplitError,
     HistogramBinning,
     IdentityRecalibrator,
     NotFittedError,
@@ -102,7 +104,7 @@ def test_hyperparameters_are_keyword_only_and_checked():
         PlattScaling(ridge=float("nan"))
     with pytest.raises(ValueError, match="ridge"):
         BetaCalibration(ridge=-1e-3)
-    assert repr(PlattScaling()) == "PlattScaling(ridge=1e-06)"
+    assert repr(PlattScaling()) == "PlattScaling(ridge=1e-06, grid=None)"
 
 
 # --------------------------------------------------------------------------- recovery
@@ -239,19 +241,40 @@ def test_histogram_bins_hold_equal_mass_and_smooth_toward_the_rate():
 # --------------------------------------------------------------------------- edge cases
 
 
-@pytest.mark.parametrize("outcome", [0.0, 1.0])
+@pytest.mark.parametrize(("outcome", "reason"), [(0.0, "no correct answer"),
+                                                   (1.0, "no wrong answer")])
 @pytest.mark.parametrize("name", LEARNED)
-def test_one_class_labels_warn_and_keep_the_confidence(name, outcome):
+def test_one_class_labels_are_refused_not_replaced_by_the_identity(name, outcome, reason):
+    """All wrong (or all right) says nothing about how confidence relates to being right: a map
+    fitted there is no repair, so fit refuses with the reason a table can show."""
     conf, _ = _small_data()
     corr = np.full(conf.size, outcome)
-    with pytest.warns(CalibrationWarning, match="identity map"):
-        model = get_recalibrator(name).fit(conf, corr)
-    probe = np.linspace(0, 1, 101)
-    if name == "histogram":  # each bin keeps its mean confidence
-        assert model.predict_proba(conf).mean() == pytest.approx(conf.mean(), abs=1e-12)
-        assert np.all(np.diff(model.predict_proba(probe)) >= 0)
-    else:
-        np.testing.assert_allclose(model.predict_proba(probe), probe, rtol=0, atol=1e-11)
+    with pytest.raises(DegenerateSplitError) as info:
+        get_recalibrator(name).fit(conf, corr)
+    assert str(info.value).startswith(
+        f"not fitted: the calibration split has {reason} ({conf.size} questions")
+    assert isinstance(info.value, ValueError)
+    assert (info.value.method, info.value.n) == (name, conf.size)
+    assert info.value.n_correct == (0 if outcome == 0.0 else conf.size)
+    assert not get_recalibrator(name).is_fitted
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_a_lone_correct_or_wrong_answer_is_refused_and_two_are_fitted(name):
+    conf = np.linspace(0.05, 0.95, 40)
+    one_right = (np.arange(40) == 39).astype(float)
+    with pytest.raises(DegenerateSplitError, match=r"has only 1 correct answer \(40 questions"):
+        get_recalibrator(name).fit(conf, one_right)
+    with pytest.raises(DegenerateSplitError, match="has only 1 wrong answer"):
+        get_recalibrator(name).fit(conf, 1.0 - one_right)
+    # Zero-weight rows are dropped first: they do not make up the count.
+    two_right = one_right.copy()
+    two_right[0] = 1.0
+    with pytest.raises(DegenerateSplitError, match="only 1 correct"):
+        get_recalibrator(name).fit(conf, two_right, np.r_[0.0, np.ones(39)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert get_recalibrator(name).fit(conf, two_right).is_fitted
 
 
 def test_identity_never_warns():
@@ -303,14 +326,9 @@ def test_tiny_calibration_sets_warn(name):
 
 
 @pytest.mark.parametrize("name", LEARNED)
-def test_a_single_prediction_fits_with_warnings(name):
-    with pytest.warns(CalibrationWarning) as record:
-        model = get_recalibrator(name).fit([0.7], [1])
-    messages = " ".join(str(w.message) for w in record)
-    assert "1 prediction;" in messages and "identity map" in messages
-    expected = [0.7, 0.7] if name == "histogram" else [0.2, 0.7]
-    np.testing.assert_allclose(model.predict_proba([0.2, 0.7]), expected, atol=1e-11)
-    assert model.n_fit_ == 1
+def test_a_single_prediction_is_refused(name):
+    with pytest.raises(DegenerateSplitError, match=r"no wrong answer \(1 question;"):
+        get_recalibrator(name).fit([0.7], [1])
 
 
 BAD_DATA = [
@@ -371,9 +389,10 @@ def _fitted_variants():
     corr = np.concatenate([corr, [0.0, 1.0, 0.0]])
     for name in METHODS:
         yield name, _quiet_fit(name, conf, corr)
-    yield "histogram-one-class", _quiet_fit("histogram", conf, np.ones_like(conf), n_bins=7)
+    yield "histogram-7-bins", _quiet_fit("histogram", conf, corr, n_bins=7)
     yield "histogram-one-bin", _quiet_fit("histogram", conf, corr, n_bins=1)
-    yield "isotonic-one-class", _quiet_fit("isotonic", conf, np.zeros_like(conf))
+    two_right = (np.arange(conf.size) % 50 == 0).astype(float)  # the fewest right answers
+    yield "isotonic-few-right", _quiet_fit("isotonic", conf, two_right)
 
 
 @pytest.mark.parametrize(("label", "model"), list(_fitted_variants()), ids=lambda v: str(v)[:20])
@@ -496,12 +515,10 @@ class _Spy(Recalibrator):
     """Records what each copy is fitted on and asked about (not registered)."""
 
     name = "spy"
+    _uses_labels = False  # never refused: this test is about which rows each copy sees
     log: list[tuple[str, frozenset]] = []
 
     def _fit(self, conf, corr, weight):
-        _Spy.log.append(("fit", frozenset(conf.tolist())))
-
-    def _fit_identity(self, conf, weight):
         _Spy.log.append(("fit", frozenset(conf.tolist())))
 
     def _predict(self, conf):
@@ -565,3 +582,24 @@ def test_split_calibration_is_disjoint_covering_and_seeded():
             split_calibration(10, fraction=bad)
     with pytest.raises(ValueError, match="n must be an integer >= 2"):
         split_calibration(1)
+
+
+def test_cross_val_predict_refuses_a_degenerate_set_and_names_a_degenerate_fold():
+    conf = np.linspace(0.05, 0.95, 30)
+    with pytest.raises(DegenerateSplitError, match="calibration split has no correct answer"):
+        cross_val_predict(get_recalibrator("platt"), conf, np.zeros(30), n_splits=3)
+    # Two right answers, not stratified (fewer than n_splits): a fold holding both leaves its
+    # training part with none; the error says which fold.
+    corr = np.zeros(30)
+    corr[[0, 1]] = 1.0
+    failures = []
+    for seed in range(20):
+        try:
+            cross_val_predict(get_recalibrator("platt"), conf, corr, n_splits=3, seed=seed)
+        except DegenerateSplitError as err:
+            failures.append(str(err))
+    assert failures and all(re.match(r"not fitted: the training part of fold \d of 3 has "
+                                     r"(no|only 1) correct answer", f) for f in failures)
+    # The identity reads no labels and is never refused.
+    np.testing.assert_array_equal(
+        cross_val_predict(IdentityRecalibrator(), conf, np.zeros(30), n_splits=3), conf)

@@ -89,7 +89,14 @@ def test_greedy_likelihood_is_the_per_token_geometric_mean():
     ("reply", "expected"),
     [("85", 0.85), ("85%", 0.85), ("I am 90 percent sure.", 0.9), ("0.7", 0.7),
      ("Confidence: 100", 1.0), ("about 5 %", 0.05), ("no idea", None), ("250", None),
-     ("1", 0.01), ("7.5%", 0.075)],
+     ("7.5%", 0.075),
+     # A bare number in [0, 1] is a probability, whatever its spelling; "1%" is one percent.
+     ("1", 1.0), ("0", 0.0), ("1%", 0.01), (".9", 0.9), ("Confidence: .85", 0.85),
+     # Fractions are fractions, not the first number on its own.
+     ("7/10", 0.7), ("7 / 10", 0.7), ("85/100", 0.85), ("3 out of 4", 0.75), ("11/10", None),
+     ("10/10", 1.0), ("50/50", 0.5), ("It's 50-50.", 0.5),
+     # Numbers above 100 are not confidences: never clipped to 1, never cut to their first digits.
+     ("1000", None), ("100.5", None), ("1000, I mean 80", 0.8)],
 )
 def test_parse_verbalized(reply, expected):
     got = parse_verbalized(reply)
@@ -138,3 +145,83 @@ def test_classify_refuses_mismatched_records():
     record = QuestionSamples("other", (_sample("Paris"),))
     with pytest.raises(ValueError, match="paired with the samples of 'other'"):
         classify([Q], [record], get_collapser("normalized"))
+
+
+def test_greedy_likelihood_refuses_an_answer_without_logprobs():
+    """A server that returns no log-probabilities gives a greedy answer with none: there is no
+    likelihood to report, and 1.0 (exp of an empty mean) would be the most confident claim."""
+    bare = Sample(text="Paris", token_ids=(), logprobs=(), finish_reason="stop")
+    with pytest.raises(ValueError, match=r"greedy_likelihood.*no token log-probabilities"):
+        _score("greedy_likelihood", ["Paris"], greedy=bare)
+
+
+class _MuteBackend(_FixedBackend):
+    """Replies something with no number in it to every confidence question."""
+
+    def generate(self, question_ids, prompts, config):
+        for i, qid in enumerate(question_ids):
+            text = "70%" if i == 0 else "I cannot say."
+            yield QuestionSamples(qid, (_sample(text),), _sample(text))
+
+
+def test_verbalized_marks_and_counts_unparsed_replies():
+    from recal.confidence import unparsed_note
+
+    collapser = get_collapser("normalized")
+    questions = [Question(f"q{i}", "What is the capital of France?", ("Paris",))
+                 for i in range(3)]
+    items = [it for q in questions for it in _items(["Paris"], question=q)]
+    preds = get_scorer("verbalized").score(items, collapser, _MuteBackend(0.5))
+    assert [p.extra["unparsed"] for p in preds] == [False, True, True]
+    assert preds[0].confidence == pytest.approx(0.7)
+    assert unparsed_note("verbalized", preds) == "verbalized: 2 of 3 replies unparsed (scored 0.5)"
+    assert unparsed_note("verbalized", preds[:1]) is None
+    assert unparsed_note("modal_share", get_scorer("modal_share").score(items, collapser)) is None
+
+
+class _Tokenizer:
+    """Maps each candidate to a first token id: "Yes" and "YES" share token 1 (say, "Y"), every
+    other spelling has its own token."""
+
+    ids = {"Yes": 1, "YES": 1, "yes": 2, " Yes": 3, " yes": 4,
+           "No": 5, "NO": 6, "no": 7, " No": 8, " no": 9}
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [self.ids[text]]}
+
+
+class _TokenBackend(_FixedBackend):
+    """Next-token probabilities by first token: P(token 1) = 0.3 ("Yes" and "YES" both read it),
+    P("yes") = 0.1; "No", "NO" and "no" are three different tokens of probability 0.1 each."""
+
+    tokenizer = _Tokenizer()
+    probs = {1: 0.3, 2: 0.1, 5: 0.1, 6: 0.1, 7: 0.1}
+
+    def next_token_logprobs(self, prompts, candidates):
+        firsts = [self.tokenizer(c)["input_ids"][0] for c in candidates]
+        return [[math.log(self.probs.get(t, 1e-30)) for t in firsts] for _ in prompts]
+
+
+def test_p_true_counts_each_first_token_once_by_id_not_by_value():
+    """P(yes) = P(token 1) + P("yes") = 0.4 (token 1 read twice, counted once); P(no) = 0.3 from
+    three distinct tokens whose log-probs are equal (de-duplicating by value would count 0.1)."""
+    p = _score("p_true", ["Paris"], backend=_TokenBackend(0.5))
+    assert p.extra["p_yes"] == pytest.approx(0.4, rel=1e-9)
+    assert p.extra["p_no"] == pytest.approx(0.3, rel=1e-9)
+    assert p.confidence == pytest.approx(0.4 / 0.7)
+
+
+class _SilentServer(_FixedBackend):
+    """A server whose top tokens list no spelling of yes or no (every candidate -inf)."""
+
+    def next_token_logprobs(self, prompts, candidates):
+        return [[-math.inf] * len(candidates) for _ in prompts]
+
+
+def test_p_true_marks_a_reply_with_neither_yes_nor_no_as_unparsed():
+    from recal.confidence import unparsed_note
+
+    p = _score("p_true", ["Paris"], backend=_SilentServer(0.5))
+    assert p.confidence == 0.5 and p.extra["unparsed"]
+    assert unparsed_note("p_true", [p]) == "p_true: 1 of 1 replies unparsed (scored 0.5)"
+    assert not _score("p_true", ["Paris"], backend=_FixedBackend(0.8)).extra["unparsed"]

@@ -218,8 +218,9 @@ def test_gold_forms_include_extracted_aliases() -> None:
     q = Question("o", "What is the largest ocean?", ("Pacific Ocean",))
     assert gold_forms(q) == ["pacific ocean", "pacific"]
     b = NormalizedCollapser()
+    # The span is "pacific"; a correct class is labelled with the first gold form.
     label = b.collapse(q, ["The Pacific Ocean is the largest ocean."])[0]
-    assert label == "pacific" and b.is_correct(q, label)
+    assert label == "pacific ocean" and b.is_correct(q, label)
     gsm = Question("g", "How many?", ("She sells 16 - 3 = 13 eggs.\n#### 13",))
     assert b.is_correct(gsm, "13")
 
@@ -364,8 +365,10 @@ def test_embedding_clusters_paris_variants(embedder: EmbeddingCollapser) -> None
 def test_embedding_threshold_and_no_answer(embedder: EmbeddingCollapser) -> None:
     strict = EmbeddingCollapser(threshold=0.99)
     q = Question("oly", "Where were the 1924 Summer Olympics held?", ("Paris",))
-    assert strict.collapse(q, ["Paris", "paris, france", "", "paris"]) == [
-        "paris", "paris france", "", "paris"]
+    assert strict.collapse(q, ["London", "london, england", "", "london"]) == [
+        "london", "london england", "", "london"]
+    # Answers the grader accepts are one class whatever their cosine.
+    assert strict.collapse(q, ["Paris", "paris, france"]) == ["paris", "paris"]
     assert embedder.collapse(q, []) == []
     assert embedder.collapse(q, ["", "?"]) == ["", ""]
 
@@ -431,7 +434,9 @@ def sequential_greedy(question: Question, texts: Sequence[str]) -> list[str]:
         else:
             reps.append((span, text))
             labels.append(span)
-    return labels
+    # Then every class the normalized grader accepts is the first gold form's.
+    forms = gold_forms(question)
+    return [forms[0] if matches_gold(label, forms) else label for label in labels]
 
 
 def test_judge_clusters_with_batched_rounds() -> None:
@@ -471,8 +476,8 @@ def test_judge_grades_against_gold() -> None:
 
 def test_judge_counts_unparsed_replies_as_no() -> None:
     judge = JudgeCollapser(backend=FirstWordJudge(reply="Maybe?"))
-    assert judge.collapse(FRANCE, ["Paris", "paris city", "London"]) == [
-        "paris", "paris city", "london"]
+    assert judge.collapse(FRANCE, ["Paris", "London", "london town"]) == [
+        "paris", "london", "london town"]
     assert judge.unparsed == 3
 
 
@@ -499,3 +504,37 @@ def test_judge_runs_on_a_real_backend(fixture: str, request: pytest.FixtureReque
     assert set(labels) <= {"paris", "london", "lyon"}
     assert judge.generate_calls >= 1 and judge.prompts_sent >= 2
     assert isinstance(judge.is_correct(FRANCE, labels[1]), bool)
+
+
+def test_classes_merge_what_the_grader_equates() -> None:
+    """B is one rule for classes and grading: the grader accepts "paris city" as the gold
+    "Paris", so it is the same class as "paris", and the modal share counts every sample of the
+    right meaning (3 of 4 here, not 2 of 4 split against a "paris city" class)."""
+    from recal.confidence import classify, get_scorer
+    from recal.samples import QuestionSamples, Sample
+
+    q = Question("fr", "What is the capital of France?", ("Paris",))
+    b = NormalizedCollapser()
+    texts = ["paris", "Paris city", "paris.", "London"]
+    assert b.collapse(q, texts) == ["paris", "paris", "paris", "london"]
+    assert b.label(q, "Paris city") == "paris"
+    samples = tuple(Sample(text=t, token_ids=(0,), logprobs=(-0.1,), finish_reason="stop")
+                    for t in texts)
+    items = classify([q], [QuestionSamples(q.id, samples)], b)
+    pred = get_scorer("modal_share").score(items, b)[0]
+    assert (pred.answer, pred.confidence, pred.correct) == ("paris", 0.75, True)
+    # The grader equates nothing among wrong answers: they keep their own classes.
+    assert b.collapse(q, ["London", "london city", "not paris"]) == [
+        "london", "london city", "not paris"]
+    # Several aliases name one meaning: every accepted answer joins the first alias's class.
+    nyc = Question("ny", "Which city is the Big Apple?", ("New York City", "NYC"))
+    assert b.collapse(nyc, ["NYC", "New York City", "nyc usa"]) == ["new york city"] * 3
+    # Exact grading (no slack) keeps "paris city" apart, as its grader does.
+    exact = NormalizedCollapser(max_extra_tokens=0)
+    assert exact.collapse(q, texts) == ["paris", "paris city", "paris", "london"]
+
+
+def test_judge_classes_merge_what_its_normalized_grader_accepts() -> None:
+    judge = JudgeCollapser(backend=FirstWordJudge(reply="No"))  # the judge merges nothing
+    assert judge.collapse(FRANCE, ["Paris", "paris city", "London"]) == [
+        "paris", "paris", "london"]

@@ -15,15 +15,17 @@ Each is an estimator (``fit(confidence, correct, sample_weight=None)`` then
 ``predict_proba(confidence)``), registered in :data:`RECALIBRATORS` by a decorator on its class
 (``@RECALIBRATORS.register("platt")``, the style of every recal registry; see
 :mod:`recal.registry`), and saved as JSON data with :func:`save` / :func:`load`. The edge
-cases they share (tiny sets, one class, constant confidence) are decided in
-:mod:`recal.calibrators.base`. Only numpy is imported here; scipy and scikit-learn are imported
-inside ``fit``.
+cases they share (tiny sets; too few of a class, refused with :class:`DegenerateSplitError`;
+constant confidence) are decided in :mod:`recal.calibrators.base`. Only numpy is imported here;
+scipy and scikit-learn are imported inside ``fit``.
 """
 
 from recal.calibrators.base import (
+    MIN_CLASS_SIZE,
     MIN_RELIABLE_SIZE,
     RECALIBRATORS,
     CalibrationWarning,
+    DegenerateSplitError,
     FitError,
     NotFittedError,
     Recalibrator,
@@ -40,11 +42,13 @@ from recal.calibrators.platt import PlattScaling
 from recal.calibrators.temperature import TemperatureScaling
 
 __all__ = [
+    "MIN_CLASS_SIZE",
     "MIN_RELIABLE_SIZE",
     "RECALIBRATORS",
     "SCHEMA",
     "BetaCalibration",
     "CalibrationWarning",
+    "DegenerateSplitError",
     "FitError",
     "HistogramBinning",
     "IdentityRecalibrator",

@@ -1,5 +1,6 @@
-"""Numerics shared by the parametric recalibrators: a clipped logit, a stable sigmoid, the log
-loss on logits, and a bounded smooth minimiser that raises with the optimiser's reason.
+"""Numerics shared by the parametric recalibrators: the probability their logit or log features
+read (a smoothed share for confidences on a grid k/M, a clipped one otherwise), a stable sigmoid,
+the log loss on logits, and a bounded smooth minimiser that raises with the optimiser's reason.
 
 scipy is imported inside :func:`minimize_bounded` only, so that loading and applying a fitted map
 needs numpy alone.
@@ -14,7 +15,8 @@ import numpy.typing as npt
 
 from recal.calibrators.base import FitError
 
-__all__ = ["LOGIT_EPS", "clip_probability", "log_loss_on_logits", "logit", "minimize_bounded",
+__all__ = ["LOGIT_EPS", "MAX_GRID", "check_grid", "clip_probability", "find_grid",
+           "log_loss_on_logits", "logit", "minimize_bounded", "model_logit", "model_probability",
            "sigmoid"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -36,6 +38,60 @@ def logit(p: FloatArray) -> FloatArray:
     """``log(p / (1 - p))`` of the clipped confidence."""
     p = clip_probability(p)
     return np.log(p) - np.log1p(-p)
+
+
+def model_logit(conf: FloatArray, grid: int) -> FloatArray:
+    """``logit`` of :func:`model_probability` (never clipped on a grid: it lies inside (0, 1))."""
+    p = model_probability(conf, grid)
+    return np.log(p) - np.log1p(-p)
+
+
+#: The largest M for which confidences that are all multiples of 1/M count as shares k/M.
+#: Modal shares use M = 5 to 50 samples and verbalized percentages M = 100; finer "grids" are
+#: continuous confidences rounded for display, read as continuous.
+MAX_GRID: int = 100
+
+
+def find_grid(conf: FloatArray) -> int:
+    """The smallest ``M <= MAX_GRID`` with every confidence a multiple ``k / M``; 0 if none.
+
+    Shares from M samples give M, or a divisor of M when every observed share happens to be a
+    multiple of a coarser step (pass the grid explicitly where M is known).
+    """
+    levels = np.unique(conf)
+    for m in range(1, MAX_GRID + 1):
+        scaled = levels * m
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-9 * m):
+            return m
+    return 0
+
+
+def check_grid(grid: object) -> int | None:
+    """A ``grid`` hyperparameter: ``None`` (found from the fitted confidences) or an int >= 0."""
+    if grid is None:
+        return None
+    if isinstance(grid, int | np.integer) and not isinstance(grid, bool) and grid >= 0:
+        return int(grid)
+    raise ValueError(f"grid must be None (found from the data), 0 (continuous) or the number "
+                     f"of samples M >= 1, got {grid!r}")
+
+
+def model_probability(conf: FloatArray, grid: int) -> FloatArray:
+    """The probability a parametric map reads for each confidence, strictly inside (0, 1).
+
+    On a grid of shares ``k / M`` (``grid = M >= 1``) it is the smoothed share
+    ``(k + 1/2) / (M + 1) = (M p + 1/2) / (M + 1)``: the posterior mean of the class's
+    probability under the Jeffreys prior Beta(1/2, 1/2) after k of M samples, whose logit is the
+    empirical logit ``log((k + 1/2) / (M - k + 1/2))`` of Haldane (1955) and Anscombe (1956),
+    the classic finite estimate of a binomial proportion's logit. A share of 1 then reads
+    ``logit((M + 1/2) / (M + 1)) = log(2M + 1)`` (3.04 for M = 10), fixed by M alone and not by
+    a clipping constant. The map is affine, so it applies to any p in [0, 1].
+
+    Continuous confidences (``grid = 0``) are clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]``.
+    """
+    if grid:
+        return (grid * conf + 0.5) / (grid + 1.0)
+    return clip_probability(conf)
 
 
 def sigmoid(z: FloatArray) -> FloatArray:

@@ -13,15 +13,16 @@ Shared behaviour, decided once here for every method:
   (1-D, same non-zero length, finite, confidence in [0, 1], correct binary); ``sample_weight``
   must be finite, non-negative, one per prediction and not all zero. Rows of weight 0 are dropped
   before fitting, exactly as if absent. A ``ValueError`` names the bad argument.
-* Fewer than :data:`MIN_RELIABLE_SIZE` predictions (of positive weight): the fit runs and a
-  :class:`CalibrationWarning` says the map is unreliable.
-* Labels of one class only (all correct or all wrong, which includes n = 1): the data say how
-  often the model is right but nothing about how confidence relates to being right. The
-  maximum-likelihood fits are then degenerate (temperature -> 0, slopes -> infinity, or the
-  constant 0 or 1), claiming certainty from a sample that cannot support it and throwing away the
-  model's ranking. So every recalibrator warns (:class:`CalibrationWarning`) and fits the
-  *identity* map: applying it changes nothing, which is never worse than the model as it stands
-  (histogram binning, whose maps are step functions, keeps each bin's mean confidence instead).
+* Fewer than :data:`MIN_CLASS_SIZE` (2) correct or wrong predictions (of positive weight; this
+  includes one class only, and n < 4): the data say how often the model is right but (almost)
+  nothing about how confidence relates to being right. The maximum-likelihood fits are then
+  degenerate (temperature -> 0, slopes -> infinity, a step at the lone answer) or a fallback
+  that is no repair at all. So every recalibrator that reads the labels refuses with
+  :class:`DegenerateSplitError` ("not fitted: the calibration split has no correct answer (75
+  questions; platt needs at least 2 correct and 2 wrong)"), which callers show as the method's
+  row instead of a map; the identity recalibrator, which ignores the labels, still fits.
+* Fewer than :data:`MIN_RELIABLE_SIZE` (10) predictions of positive weight with at least 2 of
+  each class: the fit runs and a :class:`CalibrationWarning` says the map is unreliable.
 * A single distinct confidence: the map is determined at that value only; a warning says so and
   each method documents what it predicts elsewhere.
 * ``predict_proba`` on an unfitted recalibrator raises :class:`NotFittedError`; on confidences
@@ -44,9 +45,11 @@ from recal.metrics import _as_1d, _check, _describe
 from recal.registry import Registry
 
 __all__ = [
+    "MIN_CLASS_SIZE",
     "MIN_RELIABLE_SIZE",
     "RECALIBRATORS",
     "CalibrationWarning",
+    "DegenerateSplitError",
     "FitError",
     "NotFittedError",
     "Recalibrator",
@@ -55,10 +58,14 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-StateKind = Literal["scalar", "array"]
+StateKind = Literal["scalar", "integer", "array"]
 
 #: ``fit`` on fewer predictions than this (of positive weight) warns that the map is unreliable.
 MIN_RELIABLE_SIZE: int = 10
+
+#: ``fit`` refuses (:class:`DegenerateSplitError`) data with fewer correct, or fewer wrong,
+#: predictions (of positive weight) than this.
+MIN_CLASS_SIZE: int = 2
 
 
 class NotFittedError(ValueError):
@@ -71,6 +78,32 @@ class CalibrationWarning(UserWarning):
 
 class FitError(RuntimeError):
     """The optimiser behind a fit failed; the message carries its reason."""
+
+
+class DegenerateSplitError(ValueError):
+    """``fit`` refused: the data hold fewer than :data:`MIN_CLASS_SIZE` correct or wrong answers.
+
+    ``str(err)`` is the reason to show in a table ("not fitted: the calibration split has no
+    correct answer (75 questions; platt needs at least 2 correct and 2 wrong)"); ``method``,
+    ``n`` (predictions of positive weight), ``n_correct`` and ``where`` (what was fitted on: "the
+    calibration split", or a cross-fitting fold's training part) say the same as data.
+    """
+
+    def __init__(self, method: str, n: int, n_correct: int,
+                 where: str = "the calibration split") -> None:
+        self.method, self.n, self.n_correct, self.where = method, n, n_correct, where
+        n_wrong = n - n_correct
+        if n_correct == 0 or n_wrong == 0:
+            what = "no correct answer" if n_correct == 0 else "no wrong answer"
+        else:
+            few, kind = (n_correct, "correct") if n_correct < n_wrong else (n_wrong, "wrong")
+            what = f"only {few} {kind} answer{'s' * (few != 1)}"
+        super().__init__(f"not fitted: {where} has {what} ({n} "
+                         f"question{'s' * (n != 1)}; {method} needs at least {MIN_CLASS_SIZE} "
+                         f"correct and {MIN_CLASS_SIZE} wrong)")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.method, self.n, self.n_correct, self.where)
 
 
 # --------------------------------------------------------------------------- input checks
@@ -120,14 +153,17 @@ def _check_real(value: object, name: str, *, minimum: float = 0.0, strict: bool 
 class Recalibrator(ABC):
     """A map from a model's stated confidence to a calibrated probability of being correct.
 
-    Subclasses set ``name``, declare their fitted state in ``_state_spec`` (JSON key -> "scalar"
-    or "array"; the attribute is the key plus a trailing underscore) and implement ``_fit``,
-    ``_fit_identity``, ``_predict`` and, optionally, ``_check_state`` (for loaded files).
+    Subclasses set ``name``, declare their fitted state in ``_state_spec`` (JSON key -> "scalar",
+    "integer" or "array"; the attribute is the key plus a trailing underscore; ``_state_defaults``
+    fills keys that older files lack) and implement ``_fit``, ``_predict`` and, optionally,
+    ``_check_state`` (for loaded files).
     """
 
     name: ClassVar[str]
     _state_spec: ClassVar[Mapping[str, StateKind]] = {}
-    #: False for recalibrators whose fit ignores the labels (no one-class fallback, no warnings).
+    #: Values for state keys that files written by an older recal lack (the map they described).
+    _state_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: False for recalibrators whose fit ignores the labels (never refused, no warnings).
     _uses_labels: ClassVar[bool] = True
 
     n_fit_: int  # predictions (of positive weight) the map was fitted on
@@ -143,16 +179,19 @@ class Recalibrator(ABC):
         correct: npt.ArrayLike,
         sample_weight: npt.ArrayLike | None = None,
     ) -> Self:
-        """Learn the map from ``confidence`` (in [0, 1]) and ``correct`` (binary); returns self."""
+        """Learn the map from ``confidence`` (in [0, 1]) and ``correct`` (binary); returns self.
+
+        Raises :class:`DegenerateSplitError` when the labels hold fewer than
+        :data:`MIN_CLASS_SIZE` of either class (recalibrators that ignore the labels excepted).
+        """
         conf, corr = _check(confidence, correct)
         weight = _check_sample_weight(sample_weight, conf.size)
         keep = weight > 0
         if not keep.all():
             conf, corr, weight = conf[keep], corr[keep], weight[keep]
-        if self._uses_labels and self._warn_about_data(conf, corr):
-            self._fit_identity(conf, weight)
-        else:
-            self._fit(conf, corr, weight)
+        if self._uses_labels:
+            self._check_classes(conf, corr)
+        self._fit(conf, corr, weight)
         self.n_fit_ = int(conf.size)
         return self
 
@@ -174,7 +213,8 @@ class Recalibrator(ABC):
         state: dict[str, Any] = {"n_fit": int(self.n_fit_)}
         for key, kind in self._state_spec.items():
             value = getattr(self, key + "_")
-            state[key] = float(value) if kind == "scalar" else [float(v) for v in value]
+            state[key] = (float(value) if kind == "scalar" else int(value) if kind == "integer"
+                          else [float(v) for v in value])
         return {"name": self.name, "params": self.get_params(), "state": state}
 
     @classmethod
@@ -202,11 +242,8 @@ class Recalibrator(ABC):
 
     @abstractmethod
     def _fit(self, conf: FloatArray, corr: FloatArray, weight: FloatArray) -> None:
-        """Set the fitted state from checked data with both classes and positive weights."""
-
-    @abstractmethod
-    def _fit_identity(self, conf: FloatArray, weight: FloatArray) -> None:
-        """Set the fitted state to the identity map (the one-class fallback)."""
+        """Set the fitted state from checked data with positive weights and, when the labels
+        are used, at least :data:`MIN_CLASS_SIZE` of each class."""
 
     @abstractmethod
     def _predict(self, conf: FloatArray) -> FloatArray:
@@ -227,25 +264,20 @@ class Recalibrator(ABC):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call "
                                  f"fit(confidence, correct) first")
 
-    def _warn_about_data(self, conf: FloatArray, corr: FloatArray) -> bool:
-        """Warn about data that make the map unreliable; True when only one class is present."""
+    def _check_classes(self, conf: FloatArray, corr: FloatArray) -> None:
+        """Refuse too few of either class; warn about data that make the map unreliable."""
         n = conf.size
+        n_correct = int(np.count_nonzero(corr == 1.0))
+        if min(n_correct, n - n_correct) < MIN_CLASS_SIZE:
+            raise DegenerateSplitError(self.name, n, n_correct)
         if n < MIN_RELIABLE_SIZE:
             warnings.warn(f"{self.name}: fitting on {n} prediction{'s' * (n != 1)}; a "
                           f"recalibration map fitted on fewer than {MIN_RELIABLE_SIZE} is "
                           f"unreliable", CalibrationWarning, stacklevel=3)
-        if np.all(corr == corr[0]):
-            outcome = "correct" if corr[0] == 1.0 else "wrong"
-            warnings.warn(f"{self.name}: every answer in the fit is {outcome}, so the labels say "
-                          f"nothing about how confidence relates to correctness; fitted the "
-                          f"identity map instead (see recal.calibrators.base)",
-                          CalibrationWarning, stacklevel=3)
-            return True
         if np.all(conf == conf[0]):
             warnings.warn(f"{self.name}: confidence takes one value ({float(conf[0])!r}) in the "
                           f"fit; the map is determined at that value only", CalibrationWarning,
                           stacklevel=3)
-        return False
 
     def _load_state(self, state: object, where: str, stacklevel: int) -> None:
         if not isinstance(state, Mapping):
@@ -259,6 +291,9 @@ class Recalibrator(ABC):
                           stacklevel=stacklevel)
         values = {}
         for key, kind in spec.items():
+            if key not in state and key in self._state_defaults:
+                values[key] = self._state_defaults[key]
+                continue
             if key not in state:
                 raise ValueError(f"{where}: key 'state.{key}' is missing")
             values[key] = _read_state_value(state[key], kind, f"{where}: key 'state.{key}'")
@@ -279,6 +314,10 @@ def _read_state_value(value: object, kind: str, what: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             return value
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    if kind == "integer":
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
     if kind == "scalar":
         if _is_number(value):
             return float(value)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from recal.calibrators._numeric import (
-    clip_probability,
+    check_grid,
+    find_grid,
     log_loss_on_logits,
     minimize_bounded,
+    model_probability,
     sigmoid,
 )
 from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, _check_real
@@ -31,29 +33,39 @@ class BetaCalibration(Recalibrator):
     unpenalised) that keeps separable data finite. The paper fits unconstrained and, if a
     coefficient comes out negative, drops that feature and refits; the bounded fit reaches the
     same constrained optimum in one go, with the coefficient at 0. With ``a, b >= 0`` the map is
-    non-decreasing. Confidences are clipped to ``[1e-12, 1 - 1e-12]`` before the logs.
+    non-decreasing.
+    Confidences on a grid of shares ``k / M`` (modal shares of M samples, percentages; ``grid``,
+    or found from the fitted confidences when None, see :func:`~recal.calibrators._numeric.
+    find_grid`; kept as ``grid_``) enter as the smoothed share ``(k + 1/2) / (M + 1)``
+    (:func:`~recal.calibrators._numeric.model_probability`), so a share of exactly 1 has the
+    finite features ``ln p``, ``-ln(1 - p)`` set by M, and the fit does not depend on a
+    clipping constant.
+    Other (continuous) confidences are clipped to ``[1e-12, 1 - 1e-12]`` before the logs.
 
-    Edge cases: labels of one class give the identity ``a = b = 1, c = 0`` with a warning (see
+    Edge cases: fewer than 2 correct or 2 wrong answers are refused (``DegenerateSplitError``, see
     :mod:`recal.calibrators.base`); a single confidence value leaves ``a`` and ``b`` unidentified,
     the penalty chooses ``a = b = 0``, and every confidence maps to the observed accuracy.
     """
 
     name = "beta"
-    _state_spec = {"a": "scalar", "b": "scalar", "c": "scalar"}
+    _state_spec = {"a": "scalar", "b": "scalar", "c": "scalar", "grid": "integer"}
+    _state_defaults = {"grid": 0}
 
     a_: float
     b_: float
     c_: float
+    grid_: int
 
-    def __init__(self, *, ridge: float = 1e-6) -> None:
+    def __init__(self, *, ridge: float = 1e-6, grid: int | None = None) -> None:
         self.ridge = _check_real(ridge, "ridge")
+        self.grid = check_grid(grid)
 
-    @staticmethod
-    def _features(conf: FloatArray) -> tuple[FloatArray, FloatArray]:
-        p = clip_probability(conf)
+    def _features(self, conf: FloatArray) -> tuple[FloatArray, FloatArray]:
+        p = model_probability(conf, self.grid_)
         return np.log(p), -np.log1p(-p)
 
     def _fit(self, conf: FloatArray, corr: FloatArray, weight: FloatArray) -> None:
+        self.grid_ = find_grid(conf) if self.grid is None else self.grid
         f1, f2 = self._features(conf)
         w = weight / weight.sum()
         ridge = self.ridge
@@ -69,9 +81,6 @@ class BetaCalibration(Recalibrator):
         a, b, c = minimize_bounded(objective, [1.0, 1.0, 0.0],
                                    [(0.0, None), (0.0, None), (None, None)], "beta calibration")
         self.a_, self.b_, self.c_ = float(a), float(b), float(c)
-
-    def _fit_identity(self, conf: FloatArray, weight: FloatArray) -> None:
-        self.a_, self.b_, self.c_ = 1.0, 1.0, 0.0
 
     def _predict(self, conf: FloatArray) -> FloatArray:
         f1, f2 = self._features(conf)

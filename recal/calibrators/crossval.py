@@ -48,7 +48,10 @@ def cross_val_predict(
     of ``recalibrator`` (same hyperparameters; the one passed in is left untouched) is fitted on
     the other folds and predicts the fold. For calibration sets too small to give up a held-out
     half; the result can be scored with any metric in :mod:`recal.metrics` as if held out.
-    Warnings from the fits (tiny or one-class folds) pass through.
+    Warnings from the fits (tiny folds) pass through. A recalibrator that reads the labels
+    refuses data with fewer than 2 correct or 2 wrong answers
+    (:class:`~recal.calibrators.base.DegenerateSplitError`): on the whole set before any fold is
+    fitted, and on a fold's training part, naming the fold, when the folds leave it too few.
     """
     conf, corr = _check(confidence, correct)
     weight = None if sample_weight is None else _check_sample_weight(sample_weight, conf.size)
@@ -59,13 +62,25 @@ def cross_val_predict(
     if n_splits > conf.size:
         raise ValueError(f"n_splits ({n_splits}) must not exceed the number of predictions "
                          f"({conf.size})")
+    # Imported here: this module's import block is shared with the recal.metrics split.
+    from recal.calibrators.base import MIN_CLASS_SIZE, DegenerateSplitError
+
+    counted = corr if weight is None else corr[weight > 0]  # as fit counts them
+    n_correct = int(np.count_nonzero(counted == 1.0))
+    if recalibrator._uses_labels and min(n_correct, counted.size - n_correct) < MIN_CLASS_SIZE:
+        raise DegenerateSplitError(recalibrator.name, counted.size, n_correct)
     folds = _fold_ids(corr, int(n_splits), seed)
     out = np.empty(conf.size)
     for k in range(n_splits):
         held = folds == k
         train = ~held
         model = clone(recalibrator)
-        model.fit(conf[train], corr[train], None if weight is None else weight[train])
+        try:
+            model.fit(conf[train], corr[train], None if weight is None else weight[train])
+        except DegenerateSplitError as err:
+            raise DegenerateSplitError(err.method, err.n, err.n_correct,
+                                       f"the training part of fold {k + 1} of {n_splits}"
+                                       ) from None
         out[held] = model.predict_proba(conf[held])
     return out
 

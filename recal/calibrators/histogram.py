@@ -31,9 +31,9 @@ class HistogramBinning(Recalibrator):
     with few predictions per bin, noise can make a bin's accuracy fall below its left
     neighbour's. Use fewer bins, or isotonic regression, when that matters.
 
-    Edge cases: labels of one class give each bin its mean confidence (the identity at the
-    resolution of the bins) with a warning (see :mod:`recal.calibrators.base`); a single
-    confidence value gives one bin, and every confidence maps to the observed accuracy.
+    Edge cases: fewer than 2 correct or 2 wrong answers are refused (``DegenerateSplitError``,
+    see :mod:`recal.calibrators.base`); a single confidence value gives one bin, and every
+    confidence maps to the observed accuracy.
     """
 
     name = "histogram"
@@ -65,12 +65,6 @@ class HistogramBinning(Recalibrator):
         s = self.prior_strength
         self.edges_ = edges
         self.values_ = (right + s * rate) / (total + s)
-
-    def _fit_identity(self, conf: FloatArray, weight: FloatArray) -> None:
-        edges, index = self._bins(conf, weight)
-        total = np.bincount(index, weights=weight, minlength=edges.size + 1)
-        self.edges_ = edges
-        self.values_ = np.bincount(index, weights=weight * conf, minlength=edges.size + 1) / total
 
     def _predict(self, conf: FloatArray) -> FloatArray:
         return self.values_[np.searchsorted(self.edges_, conf, side="left")]

@@ -22,8 +22,5 @@ class IdentityRecalibrator(Recalibrator):
     def _fit(self, conf: FloatArray, corr: FloatArray, weight: FloatArray) -> None:
         pass
 
-    def _fit_identity(self, conf: FloatArray, weight: FloatArray) -> None:
-        pass
-
     def _predict(self, conf: FloatArray) -> FloatArray:
         return conf.copy()

@@ -23,9 +23,9 @@ class IsotonicRecalibrator(Recalibrator):
     1); prefer cross-fitting (:func:`recal.calibrators.crossval.cross_val_predict`) or a
     parametric method there.
 
-    Edge cases: labels of one class give the identity (thresholds ``[0, 1] -> [0, 1]``) with a
-    warning (see :mod:`recal.calibrators.base`); a single confidence value gives one threshold,
-    and every confidence maps to the observed accuracy.
+    Edge cases: fewer than 2 correct or 2 wrong answers are refused (``DegenerateSplitError``,
+    see :mod:`recal.calibrators.base`); a single confidence value gives one threshold, and every
+    confidence maps to the observed accuracy.
     """
 
     name = "isotonic"
@@ -41,10 +41,6 @@ class IsotonicRecalibrator(Recalibrator):
         engine.fit(conf, corr, sample_weight=weight)
         self.x_thresholds_ = np.asarray(engine.X_thresholds_, dtype=np.float64)
         self.y_thresholds_ = np.asarray(engine.y_thresholds_, dtype=np.float64)
-
-    def _fit_identity(self, conf: FloatArray, weight: FloatArray) -> None:
-        self.x_thresholds_ = np.array([0.0, 1.0])
-        self.y_thresholds_ = np.array([0.0, 1.0])
 
     def _predict(self, conf: FloatArray) -> FloatArray:
         return np.interp(conf, self.x_thresholds_, self.y_thresholds_)

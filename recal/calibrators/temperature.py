@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from recal.calibrators._numeric import logit, sigmoid
+from recal.calibrators._numeric import check_grid, find_grid, model_logit, sigmoid
 from recal.calibrators.base import RECALIBRATORS, FitError, FloatArray, Recalibrator
 
 __all__ = ["TemperatureScaling"]
@@ -24,16 +24,22 @@ class TemperatureScaling(Recalibrator):
     fitted by minimising the weighted mean log loss over ``log T`` in ``[log 0.01, log 100]`` with
     scipy's bounded Brent search (``minimize_scalar(method="bounded")``, ``xatol=1e-10``): the
     loss is convex in ``1/T``, hence unimodal in ``log T``. A search that fails raises
-    :class:`~recal.calibrators.base.FitError` with scipy's message. Confidences of exactly 0 or 1
-    are clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]`` (1e-12, :mod:`recal.calibrators._numeric`)
-    before the logit, and so is the output's input.
+    :class:`~recal.calibrators.base.FitError` with scipy's message.
+    Confidences on a grid of shares ``k / M`` (modal shares of M samples, percentages; ``grid``,
+    or found from the fitted confidences when None, see :func:`~recal.calibrators._numeric.
+    find_grid`; kept as ``grid_``) enter as the smoothed share ``(k + 1/2) / (M + 1)``
+    (:func:`~recal.calibrators._numeric.model_probability`), so a share of exactly 1 has the
+    finite logit ``log(2M + 1)`` set by M, and the fit does not depend on a clipping constant.
+    Other (continuous) confidences of exactly 0 or 1 are clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]``
+    (1e-12, :mod:`recal.calibrators._numeric`) before the logit. Predictions read their input the
+    same way as the fit did.
 
     The map is increasing and keeps 1/2 fixed: it can stretch or shrink confidence around 1/2 but
     never move one across it, so it cannot repair every miscalibration (a model whose 0.7 means
     0.4, say). Platt scaling adds the missing intercept.
 
-    Edge cases: labels of one class give ``T = 1`` (the identity, with a warning; see
-    :mod:`recal.calibrators.base`). When every confidence is 1/2 the loss does not depend on
+    Edge cases: fewer than 2 correct or 2 wrong answers are refused (``DegenerateSplitError``;
+    see :mod:`recal.calibrators.base`). When every confidence is 1/2 the loss does not depend on
     ``T`` and ``T = 1``. With a single other confidence value ``c`` the fit maps ``c`` to the
     observed accuracy when that lies on the same side of 1/2 as ``c``, and otherwise runs to the
     bound ``T = 100`` (predicting about 1/2). A temperature at either bound means the data ask for
@@ -41,14 +47,20 @@ class TemperatureScaling(Recalibrator):
     """
 
     name = "temperature"
-    _state_spec = {"temperature": "scalar"}
+    _state_spec = {"temperature": "scalar", "grid": "integer"}
+    _state_defaults = {"grid": 0}
 
     temperature_: float
+    grid_: int
+
+    def __init__(self, *, grid: int | None = None) -> None:
+        self.grid = check_grid(grid)
 
     def _fit(self, conf: FloatArray, corr: FloatArray, weight: FloatArray) -> None:
         from scipy.optimize import minimize_scalar
 
-        z = logit(conf)
+        self.grid_ = find_grid(conf) if self.grid is None else self.grid
+        z = model_logit(conf, self.grid_)
         if not np.any(z):
             self.temperature_ = 1.0
             return
@@ -65,11 +77,8 @@ class TemperatureScaling(Recalibrator):
             raise FitError(f"temperature scaling did not converge: {result.message}")
         self.temperature_ = float(math.exp(result.x))
 
-    def _fit_identity(self, conf: FloatArray, weight: FloatArray) -> None:
-        self.temperature_ = 1.0
-
     def _predict(self, conf: FloatArray) -> FloatArray:
-        return sigmoid(logit(conf) / self.temperature_)
+        return sigmoid(model_logit(conf, self.grid_) / self.temperature_)
 
     def _check_state(self) -> None:
         if not self.temperature_ > 0:

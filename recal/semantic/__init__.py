@@ -23,6 +23,7 @@ from recal.semantic.base import (
     Collapser,
     distribution,
     get_collapser,
+    merge_correct,
 )
 from recal.semantic.embedding import DEFAULT_THRESHOLD, EmbeddingCollapser, minilm_path
 from recal.semantic.judge import JudgeCollapser, judge_prompt, parse_verdict
@@ -53,6 +54,7 @@ __all__ = [
     "gold_forms",
     "judge_prompt",
     "matches_gold",
+    "merge_correct",
     "minilm_path",
     "normalize_answer",
     "normalize_text",

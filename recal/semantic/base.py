@@ -26,6 +26,7 @@ __all__ = [
     "CollapserFactory",
     "distribution",
     "get_collapser",
+    "merge_correct",
 ]
 
 NO_ANSWER = ""
@@ -122,6 +123,25 @@ def distribution(labels: Sequence[str]) -> ClassDistribution:
         counts[label] = counts.get(label, 0) + 1
     ordered = sorted(counts.items(), key=lambda kv: -kv[1])  # stable: ties keep first occurrence
     return ClassDistribution(tuple(k for k, _ in ordered), tuple(v for _, v in ordered))
+
+
+def merge_correct(labels: Sequence[str], is_correct: Callable[[str], bool],
+                  gold_label: str) -> list[str]:
+    """``labels`` with every label that ``is_correct`` accepts replaced by ``gold_label``.
+
+    The grader decides that a class is the gold answer; every class it accepts names the same
+    meaning, so they are one class (the reference protocol: the modal class is correct when it
+    matches a gold answer under the same B). Without this, "paris" and "paris city" would be two
+    classes, both graded correct, and the right meaning's share would be split between them.
+    ``is_correct`` is asked once per distinct label; :data:`NO_ANSWER` is never asked.
+    """
+    verdict: dict[str, bool] = {NO_ANSWER: False}
+    out = []
+    for label in labels:
+        if label not in verdict:
+            verdict[label] = bool(is_correct(label))
+        out.append(gold_label if verdict[label] else label)
+    return out
 
 
 CollapserFactory = Callable[..., Collapser]

@@ -13,7 +13,9 @@ empty span is the "no answer" class ``""`` without being embedded. The label of 
 representative's span.
 
 A class is correct when its label matches a gold alias under the ``normalized`` grader, or when
-its cosine with some normalised gold alias is >= ``threshold``.
+its cosine with some normalised gold alias is >= ``threshold``. Classes follow the grader: every
+class it accepts joins one class labelled with the first gold form
+(:func:`recal.semantic.base.merge_correct`), so the right meaning's share is never split.
 
 The default threshold, 0.85, keeps "paris", "paris france" (0.95) and "city of paris" (0.89) in
 one class and "london" (0.58) out; about 0.8 and below, related but different answers start to
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recal.data.records import Question
-from recal.semantic.base import NO_ANSWER, Collapser
+from recal.semantic.base import NO_ANSWER, Collapser, merge_correct
 from recal.semantic.normalize import gold_forms, matches_gold, normalize_answer, normalize_text
 
 if TYPE_CHECKING:
@@ -185,7 +187,11 @@ class EmbeddingCollapser(Collapser):
                         continue
                 reps.append(i)
                 label_of[span] = span
-        return [label_of[s] for s in spans]
+        labels = [label_of[s] for s in spans]
+        forms = gold_forms(question)
+        if not forms:
+            return labels
+        return merge_correct(labels, lambda label: self.is_correct(question, label), forms[0])
 
     def is_correct(self, question: Question, label: str) -> bool:
         label = normalize_text(label)

@@ -22,7 +22,11 @@ later span not yet placed, in one batch. Verdicts are memoised per (question, A,
 order, so re-grading or re-clustering asks nothing twice.
 
 A class is correct when its label matches a gold alias under the ``normalized`` grader, or the
-judge calls it equivalent to some gold alias (all aliases asked in one batch).
+judge calls it equivalent to some gold alias (all aliases asked in one batch). Classes that the
+``normalized`` grader accepts join one class labelled with the first gold form
+(:func:`recal.semantic.base.merge_correct`); those only the judge accepts are left to the
+judge's own clustering, which already asks it whether two answers mean the same, so that
+collapsing asks the judge nothing more.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from recal.data.records import Question
 from recal.models.base import Backend
 from recal.prompts import Prompt
 from recal.samples import SamplingConfig
-from recal.semantic.base import NO_ANSWER, Collapser
+from recal.semantic.base import NO_ANSWER, Collapser, merge_correct
 from recal.semantic.normalize import gold_forms, matches_gold, normalize_answer, normalize_text
 
 __all__ = ["JudgeCollapser", "judge_prompt", "parse_verdict"]
@@ -123,7 +127,12 @@ class JudgeCollapser(Collapser):
                 if same:
                     label_of[span] = rep
             pending = [s for s, same in zip(rest, verdicts, strict=True) if not same]
-        return [label_of[s] for s in spans]
+        labels = [label_of[s] for s in spans]
+        forms = gold_forms(question)
+        if not forms:
+            return labels
+        return merge_correct(labels, lambda label: matches_gold(normalize_text(label), forms),
+                             forms[0])
 
     def is_correct(self, question: Question, label: str) -> bool:
         label = normalize_text(label)

@@ -37,6 +37,10 @@ the same way (both with and without extraction), or when the label *starts with*
 and adds at most ``max_extra_tokens`` (default 2) further words, none of them a negation,
 disjunction or hedge ("paris france" matches "paris"; "not paris", "paris or london" and
 "paris not london" do not). The alias must open the label, so "new york" does not match "york".
+
+Classes follow the grader: every answer it grades correct is one class, labelled with the first
+gold form (:func:`recal.semantic.base.merge_correct`), so "Paris", "Paris city" and "paris." are
+one class "paris" and the modal share counts all of them. Wrong answers keep their own labels.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from recal.data.records import Question
 from recal.lines import split_lines
-from recal.semantic.base import Collapser
+from recal.semantic.base import Collapser, merge_correct
 
 __all__ = [
     "NormalizedCollapser",
@@ -411,16 +415,27 @@ class NormalizedCollapser(Collapser):
         self.extract = extract
         self.max_extra_tokens = max_extra_tokens
 
-    def label(self, question: Question, text: str) -> str:
-        """The class label of one answer."""
+    def _span(self, question: Question, text: str) -> str:
         if self.extract:
             return normalize_answer(text, question.question)
         return normalize_text(text)
 
+    def _forms(self, question: Question) -> list[str]:
+        return gold_forms(question) if self.extract else [
+            f for f in (normalize_text(a) for a in question.answers) if f]
+
+    def label(self, question: Question, text: str) -> str:
+        """The class label of one answer: its normalised span, or the first gold form when the
+        grader accepts the span (so a correct answer's class is the gold answer's)."""
+        return self.collapse(question, [text])[0]
+
     def collapse(self, question: Question, texts: Sequence[str]) -> list[str]:
-        return [self.label(question, t) for t in texts]
+        spans = [self._span(question, t) for t in texts]
+        forms = self._forms(question)
+        if not forms:
+            return spans
+        return merge_correct(spans, lambda s: self.is_correct(question, s), forms[0])
 
     def is_correct(self, question: Question, label: str) -> bool:
-        forms = gold_forms(question) if self.extract else [
-            f for f in (normalize_text(a) for a in question.answers) if f]
-        return matches_gold(normalize_text(label), forms, max_extra_tokens=self.max_extra_tokens)
+        return matches_gold(normalize_text(label), self._forms(question),
+                            max_extra_tokens=self.max_extra_tokens)
