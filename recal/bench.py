@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from recal.bench_report import markdown_tables, transfer_table, write_bench_report
-from recal.calibrators import CalibrationWarning
+from recal.calibrators import CalibrationWarning, DegenerateSplitError
 from recal.confidence import SCORERS, Classified, classify_run, get_scorer
 from recal.judged import JudgedRun, Split
 from recal.metrics import BootstrapResult
@@ -406,10 +406,11 @@ def _judge_cell(model: str, dataset: str, store: RunStore, config: BenchConfig, 
                     warnings.simplefilter("ignore", CalibrationWarning)
                     outcome: RepairOutcome | None = method.run(task)
             except Exception as err:  # one failing peer must not sink the bench
+                reason = (str(err) if isinstance(err, DegenerateSplitError)
+                          else f"{type(err).__name__}: {err}")
                 report.rows.append(BenchRow(
                     model, dataset, scorer_name, method_name, method.family, None,
-                    accuracy_before, time.perf_counter() - t0, sequences,
-                    error=f"{type(err).__name__}: {err}"))
+                    accuracy_before, time.perf_counter() - t0, sequences, error=reason))
                 continue
             seconds = time.perf_counter() - t0
             if outcome is None:  # does not apply to this scorer (say why in the detail)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
+from recal.calibrators import DegenerateSplitError
 from recal.calibrators.base import Recalibrator
 from recal.confidence import Prediction, classify_run, get_scorer
 from recal.judged import JudgedRun, Split, verdict
@@ -149,7 +150,12 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
         names.append("sampling_temperature")
     for name in names:
         method = REPAIR_METHODS.get(name)
-        outcome = method.run(task)
+        try:
+            outcome = method.run(task)
+        except DegenerateSplitError as err:  # shown as not fitted, never as a repair
+            report.results.append(MethodResult(name, {}, method.accuracy_changes, str(err),
+                                               detail={"not_fitted": True}))
+            continue
         if outcome is None:
             continue
         if outcome.unchanged:
@@ -185,7 +191,9 @@ def export_scorer(store: RunStore, method: str, config: FitConfig | None = None,
     collapser = get_collapser(config.collapse, **(collapse_options or {}))
     report = fit_methods(store, config, collapser=collapser)
     [result] = report.results
-    recalibrator = cast(Recalibrator, result.recalibrator)  # set for every post-hoc method
+    if result.recalibrator is None:  # refused: a one-class or tiny calibration split
+        raise ValueError(f"{method}: {result.verdict}")
+    recalibrator = result.recalibrator
     judged = cast(JudgedRun, report.judged)
     conf, corr = judged.calibration()
     in_sample = judged.judge(recalibrator.predict_proba(conf), corr)

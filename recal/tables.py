@@ -59,7 +59,7 @@ def fit_table(doc: dict[str, Any]) -> str:
              "|---" * (len(shown) + 2) + "|"]
     for name, entry in doc["methods"].items():
         label = name + (f" (tau = {entry['tau']:g})" if "tau" in entry else "")
-        cells = [_cell(entry["heldout"][m]) for m in shown]
+        cells = [_cell(entry["heldout"][m]) if entry["heldout"] else "-" for m in shown]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {entry['verdict']} |")
     confirmed = doc.get("sampling_temperature_confirmed")
     if confirmed:

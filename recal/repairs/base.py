@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from recal.calibrators import MIN_CLASS_SIZE, DegenerateSplitError
 from recal.judged import JudgedRun
 from recal.registry import Registry
 
@@ -83,6 +84,8 @@ class RepairMethod:
     """A repair. Maps of confidence implement ``fit_predict``; others override ``run``."""
 
     family: str = "post-hoc"
+    key: str = ""
+    """The name it is registered under (set by :func:`register_repair`)."""
     transferable: bool = True
     """Whether a map fitted on one dataset can be applied to another's scores."""
     accuracy_changes: bool = False
@@ -100,12 +103,23 @@ class RepairMethod:
             raise ValueError(f"{type(self).__name__} does not cross-fit: leave cv_folds unset")
         cal_conf, cal_corr = task.judged.calibration()
         held_conf, held_corr = task.judged.heldout()
+        check_classes(self.key, cal_corr)
         return RepairOutcome(self.fit_predict(cal_conf, cal_corr, held_conf), held_corr)
 
     def transfer(self, source: RepairTask, target: RepairTask) -> np.ndarray:
         """Fit on ``source``'s calibration split, apply to ``target``'s held-out scores."""
         cal_conf, cal_corr = source.judged.calibration()
+        check_classes(self.key, cal_corr)
         return self.fit_predict(cal_conf, cal_corr, target.judged.heldout()[0])
+
+
+def check_classes(method: str, correct: np.ndarray) -> None:
+    """Refuse a calibration split with fewer than ``MIN_CLASS_SIZE`` correct or wrong answers
+    (:class:`~recal.calibrators.DegenerateSplitError`), as recal's recalibrators refuse it, so
+    that a peer library's fallback (a constant, the identity) is never shown as a repair."""
+    n_correct = int(np.count_nonzero(np.asarray(correct) == 1))
+    if min(n_correct, len(correct) - n_correct) < MIN_CLASS_SIZE:
+        raise DegenerateSplitError(method or "this method", len(correct), n_correct)
 
 
 REPAIR_METHODS: Registry[RepairMethod] = Registry("repair method")
@@ -118,6 +132,7 @@ def register_repair(name: str, method: RepairMethod, *, help: str,
     lists of its family (in registration order)."""
     if method.family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {method.family!r}")
+    method.key = name
     REPAIR_METHODS.register(name, method, help=help)
     if default:
         _DEFAULTS.append(name.lower())

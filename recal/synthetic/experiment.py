@@ -517,6 +517,9 @@ def write_synth_report(report: SynthReport, out: str | Path) -> Path:
                     label += f" (T = {v['tau']:g}, {v['estimate']})"
                 elif "best_epoch" in v:  # a LoRA repair: its readout and training length
                     label += f" ({v['estimate']}, best epoch {v['best_epoch']} of {v['epochs']})"
+                if not v["smooth_ece"]:  # refused to fit: the verdict says why
+                    lines.append(f"| {name} | {label} | - | - | {v['verdict']} |")
+                    continue
                 lines.append(f"| {name} | {label} | {_ci(v['smooth_ece'])} | "
                              f"{v['accuracy']:.3f} | {v['verdict']} |")
     if (out / "reliability.png").exists() and cfg.diagrams:

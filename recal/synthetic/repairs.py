@@ -110,8 +110,8 @@ class RepairResult:
 
     method: str
     smooth_ece: dict[str, float]
-    """Held-out smooth ECE: estimate, low, high (95% bootstrap interval)."""
-    accuracy: float
+    """Held-out smooth ECE: estimate, low, high (95% interval); empty when not fitted."""
+    accuracy: float | None
     verdict: str
     detail: dict[str, Any] = field(default_factory=dict)
     """Method-specific facts (the chosen temperature and its fit table, ...)."""
@@ -119,7 +119,10 @@ class RepairResult:
     @classmethod
     def of(cls, method: str, metrics: dict[str, BootstrapResult], verdict: str,
            detail: dict[str, Any] | None = None) -> RepairResult:
-        """The row of held-out ``metrics`` (with intervals)."""
+        """The row of held-out ``metrics`` (with intervals); no metrics: a method that refused
+        to fit (its ``verdict`` says why)."""
+        if not metrics:
+            return cls(method, {}, None, verdict, dict(detail or {}))
         sm = metrics["smooth_ece"]
         return cls(method, {"estimate": sm.estimate, "low": sm.low, "high": sm.high},
                    metrics["accuracy"].estimate, verdict, dict(detail or {}))
