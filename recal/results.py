@@ -96,7 +96,8 @@ def _lora_table(report: BenchReport, scorer: str) -> list[str]:
     for r in rows:
         base = _find(report, r.model, r.dataset, scorer, "identity")
         if r.heldout is None:
-            lines.append(f"| {r.model} | {r.dataset} | {r.method} | failed: {r.error} "
+            shown = r.error if (r.error or "").startswith("not fitted") else f"failed: {r.error}"
+            lines.append(f"| {r.model} | {r.dataset} | {r.method} | {shown} "
                          "| - | - | - | - | - | - | - |")
             continue
         d = r.detail

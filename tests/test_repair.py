@@ -123,9 +123,11 @@ def test_scorer_loads_without_torch_or_sklearn(overconfident_run, tmp_path):
 
 
 def test_scorer_samples_the_model_itself(tiny_run_for_scorer, tiny_backend):
-    artifact = export_scorer(tiny_run_for_scorer, "histogram", FitConfig(n_resamples=20))
+    # the tiny model answers nothing right, so only the identity map can be fitted on its run
+    artifact = export_scorer(tiny_run_for_scorer, "identity", FitConfig(n_resamples=20))
     scored = replace(artifact, backend=tiny_backend).score("abc?")
-    assert 0 <= scored.confidence <= 1 and sum(scored.classes.values()) == 6
+    assert sum(scored.classes.values()) == 6  # M = 6 fresh samples from the model
+    assert scored.confidence == pytest.approx(max(scored.classes.values()) / 6)
 
 
 @pytest.fixture
@@ -246,3 +248,44 @@ def test_fit_runs_peer_methods_from_the_registry_and_refuses_others(overconfiden
         FitConfig(methods=("plat",))
     with pytest.raises(ValueError, match="not one of recal's recalibrators"):
         export_scorer(overconfident_run, "sklearn:platt")
+
+
+@pytest.fixture(scope="module")
+def never_right_run(tmp_path_factory) -> RunStore:
+    """40 questions whose modal answer is always wrong: a one-class calibration split."""
+    questions, records = [], []
+    for i in range(40):
+        share = 10 + i % 10
+        texts = ["Lyon"] * share + ["Nice"] * (M - share)
+        questions.append(Question(f"q{i}", "What is the capital of France?", ("Paris",)))
+        records.append(QuestionSamples(f"q{i}", tuple(_sample(t) for t in texts), _sample("Lyon")))
+    manifest = {"model": {"name": "fake", "kind": "chat", "backend": "test", "source": "test",
+                          "config_hash": "0123456789abcdef"},
+                "style": "concise", "shots": None,
+                "sampling": {"n_samples": M, "temperature": 1.0, "max_new_tokens": 8,
+                             "stop_at_newline": True, "greedy": True, "seed": 0, "tau_grid": []},
+                "questions": {"dataset": "synthetic", "count": 40, "hash": "x"}}
+    store = RunStore.create_or_resume(tmp_path_factory.mktemp("never"), manifest, questions)
+    for record in records:
+        store.append(record)
+    return store
+
+
+def test_a_one_class_split_is_not_fitted_not_shown_as_a_repair(never_right_run, tmp_path):
+    methods = ("identity", "temperature", "platt", "isotonic", "sklearn:platt", "netcal:beta")
+    report = fit_methods(never_right_run, FitConfig(methods=methods, n_resamples=50))
+    by_name = {r.method: r for r in report.results}
+    assert list(by_name) == list(methods)
+    assert by_name["identity"].heldout  # the unrepaired reference is always shown
+    for name in methods[1:]:
+        row = by_name[name]
+        assert row.heldout == {} and row.recalibrator is None, name
+        assert row.verdict.startswith("not fitted: the calibration split has no correct answer")
+    with pytest.raises(ValueError, match="temperature: not fitted"):
+        export_scorer(never_right_run, "temperature", FitConfig(n_resamples=20))
+    result = CliRunner().invoke(app, ["fit", str(never_right_run.path), "--methods",
+                                      "identity,isotonic", "--resamples", "20",
+                                      "--out", str(tmp_path / "fit")])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("| isotonic"))
+    assert "| - |" in row and "not fitted" in row
