@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from recal import __version__
-from recal.confidence import SCORERS, Classified, Prediction, classify_run
+from recal.confidence import SCORERS, Classified, Prediction, classify_run, unparsed_note
 from recal.judged import JudgedRun, arrays
 from recal.lines import dumps_line
 from recal.metrics import METRICS, BootstrapResult
@@ -67,6 +67,8 @@ class ScorerResult:
     metrics: dict[str, BootstrapResult]
     judged: JudgedRun | None = field(default=None, repr=False)
     """The run as this scorer judged it (classes, arrays; no split)."""
+    note: str | None = None
+    """What the report must say beside the numbers (replies the scorer could not read)."""
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return arrays(self.predictions)
@@ -99,7 +101,8 @@ def measure_run(store: RunStore, config: MeasureConfig | None = None, *,
         judged = JudgedRun.from_items(items, collapser, name, backend=backend, store=store,
                                       n_resamples=config.n_resamples, seed=config.seed,
                                       confidence_level=config.confidence_level)
-        report.results[name] = ScorerResult(name, judged.predictions, judged.metrics(), judged)
+        report.results[name] = ScorerResult(name, judged.predictions, judged.metrics(), judged,
+                                            unparsed_note(name, judged.predictions))
     return report
 
 
@@ -166,6 +169,7 @@ def _describe(report: MeasureReport) -> list[tuple[str, str]]:
         ("collapsing function B", report.collapse),
         ("intervals", f"{report.config.confidence_level:.0%} percentile bootstrap, "
                       f"{report.config.n_resamples} resamples, seed {report.config.seed}"),
+        *(("unparsed replies", r.note) for r in report.results.values() if r.note),
     ]
 
 
@@ -203,6 +207,7 @@ def write_report(report: MeasureReport, out: str | Path, *, diagram: bool = True
                         for k, v in METRICS.items()},
         "scorers": {name: {m: asdict(v) for m, v in r.metrics.items()}
                     for name, r in report.results.items()},
+        "notes": {name: r.note for name, r in report.results.items() if r.note},
     }
     (out / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, sort_keys=True) + "\n")
     if diagram:

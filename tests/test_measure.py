@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 from recal.cli import app
 from recal.data.records import Question
 from recal.measure import MeasureConfig, compare_collapsers, measure_run, write_report
+from recal.models.base import Backend, ModelIdentity
 from recal.runstore import RunStore
-from recal.samples import SamplingConfig
+from recal.samples import QuestionSamples, Sample, SamplingConfig
 from recal.sampling import sample_run
 
 QUESTIONS = [Question(f"q{i}", f"{'abcd'[i % 4]}{'ab'[i % 2]} {i}?", ("a", "b")) for i in range(12)]
@@ -84,3 +85,27 @@ def test_cli_compare_prints_both_collapsing_functions(tiny_run):
     assert "(+0.000)" in result.output  # the first B against itself
     one = runner.invoke(app, ["compare", str(tiny_run.path), "--collapse", "normalized"])
     assert one.exit_code == 2 and "at least two" in one.output
+
+
+class _Replies(Backend):
+    """Replies "70%" to the questions with an even number and "no idea" to the others."""
+
+    identity = ModelIdentity("replies", "chat", "test", "none", "0")
+
+    def generate(self, question_ids, prompts, config):
+        for qid in question_ids:
+            text = "70%" if int(qid.strip("q")) % 2 == 0 else "no idea"
+            sample = Sample(text, (1,), (-0.1,), "stop")
+            yield QuestionSamples(qid, (sample,), sample)
+
+
+def test_unparsed_verbal_replies_are_counted_in_the_report(tiny_run, tmp_path):
+    config = MeasureConfig(scorers=("modal_share", "verbalized"), n_resamples=20)
+    report = measure_run(tiny_run, config, backend=_Replies())
+    verbal = report.results["verbalized"].predictions
+    assert [p.confidence for p in verbal] == [0.7, 0.5] * 6  # the unread ones get the fallback
+    folder = write_report(report, tmp_path / "report", diagram=False)
+    note = "verbalized: 6 of 12 replies unparsed (scored 0.5)"
+    assert note in (folder / "report.md").read_text()
+    assert json.loads((folder / "metrics.json").read_text())["notes"] == {"verbalized": note}
+    assert report.results["modal_share"].note is None
