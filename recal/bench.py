@@ -31,7 +31,13 @@ from recal.confidence import SCORERS, Classified, classify_run, get_scorer
 from recal.judged import JudgedRun, Split
 from recal.metrics import BootstrapResult
 from recal.models.base import Backend
-from recal.repairs import REPAIR_METHODS, RepairOutcome, RepairTask, default_methods
+from recal.repairs import (
+    REPAIR_METHODS,
+    RepairOutcome,
+    RepairTask,
+    default_methods,
+    selection_brier,
+)
 from recal.runstore import RunStore
 from recal.samples import SamplingConfig
 from recal.semantic.base import get_collapser
@@ -415,6 +421,7 @@ def _judge_cell(model: str, dataset: str, store: RunStore, config: BenchConfig, 
             seconds = time.perf_counter() - t0
             if outcome is None:  # does not apply to this scorer (say why in the detail)
                 continue
+            outcome.detail["selection_brier"] = selection_brier(method, task)
             task.heldout_confidence[method_name] = outcome.confidence
             task.heldout_correct[method_name] = outcome.correct
             report.rows.append(BenchRow(

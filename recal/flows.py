@@ -117,8 +117,9 @@ class RecalibrateFlow(SampledFlow):
         n_samples=20, tau_grid=(0.5, 0.7, 0.85, 1.0, 1.2, 1.5)))
     fit: FitConfig = field(default_factory=FitConfig)
     export: str | None = "best"
-    """The method to export: a name, 'best' (lowest held-out smooth ECE among those judged
-    good), or null to export nothing."""
+    """The method to export: a name, 'best' (the lowest Brier score of 5-fold cross-validation
+    inside the calibration split: the held-out questions only judge the choice; refused when no
+    repair beats the identity there), or null to export nothing."""
     out: str = "runs/recipe-recalibrate"
 
 
@@ -215,7 +216,7 @@ def run_measure(flow: MeasureFlow, *, overwrite: bool = False,
 
 
 def run_recalibrate(flow: RecalibrateFlow) -> Path:
-    from recal.repair import export_scorer, fit_methods
+    from recal.repair import choose_method, export_scorer, fit_methods
 
     out = Path(flow.out)
     store, _ = sample_model(flow, out)
@@ -224,14 +225,10 @@ def run_recalibrate(flow: RecalibrateFlow) -> Path:
                                              default=float) + "\n")
     if flow.export is None:
         return out
-    method = flow.export
-    if method == "best":
-        good = [r for r in report.results if r.verdict == "good" and r.recalibrator is not None]
-        if not good:
-            raise ValueError(f"no repair was judged good on {store.path}; see fit.json, or name "
-                             "the method to export")
-        method = min(good, key=lambda r: r.heldout["smooth_ece"].estimate).method
-    export_scorer(store, method, flow.fit).save(out / "scorer")
+    method, selection = flow.export, None
+    if method == "best":  # chosen on the calibration split alone; the held-out split judges it
+        method, selection = choose_method(report)
+    export_scorer(store, method, flow.fit, selection=selection).save(out / "scorer")
     return out
 
 

@@ -23,7 +23,13 @@ from recal.confidence import Prediction, classify_run, get_scorer
 from recal.judged import JudgedRun, Split, verdict
 from recal.metrics import BootstrapResult
 from recal.models.base import Backend
-from recal.repairs import REPAIR_METHODS, RepairTask, default_methods
+from recal.repairs import (
+    REPAIR_METHODS,
+    SELECTION_FOLDS,
+    RepairTask,
+    default_methods,
+    selection_brier,
+)
 from recal.runstore import RunStore
 from recal.sampling_temperature import TemperatureFit
 from recal.semantic.base import Collapser, get_collapser
@@ -164,6 +170,8 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
                 verdict="keeps the sampled temperature (no repair)", detail=outcome.detail))
         else:
             metrics = judged.judge(outcome.confidence, outcome.correct)
+            if not config.cv_folds:  # out of fold, every question is judged: nothing to choose on
+                outcome.detail["selection_brier"] = selection_brier(method, task)
             report.results.append(MethodResult(
                 name, metrics, method.accuracy_changes,
                 verdict(metrics, reference, base_brier, config.auroc_tolerance,
@@ -175,12 +183,34 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
     return report
 
 
+def choose_method(report: FitReport) -> tuple[str, dict[str, float]]:
+    """The method with the lowest cross-validated Brier score on the calibration split (see
+    :func:`recal.repairs.selection_brier`), and every candidate's score.
+
+    The held-out questions take no part in the choice: they judge it. Raises ``ValueError`` when
+    no method could be scored, or when the identity (no repair) scores best.
+    """
+    scores = {r.method: r.detail["selection_brier"] for r in report.results
+              if r.detail.get("selection_brier") is not None}
+    if not scores:
+        raise ValueError("no method could be scored by cross-validation on the calibration "
+                         "split (see fit.json): name the method to export")
+    best = min(scores, key=lambda name: scores[name])  # ties: the first listed
+    if best == "identity":
+        raise ValueError("no repair beats the unrepaired confidence in cross-validation on the "
+                         "calibration split (see fit.json); nothing to export")
+    return best, scores
+
+
 def export_scorer(store: RunStore, method: str, config: FitConfig | None = None,
-                  collapse_options: dict[str, Any] | None = None) -> Any:
+                  collapse_options: dict[str, Any] | None = None,
+                  selection: dict[str, float] | None = None) -> Any:
     """Fit ``method`` on the calibration split of ``store`` and package it as a scorer.
 
     The scorer records the metrics of the recalibrated confidence on both splits (the held-out
-    ones are the honest figures).
+    ones are the honest figures) and, when the method was chosen among others (``selection``:
+    each candidate's cross-validated Brier score on the calibration split), the scores it was
+    chosen on, kept apart from the held-out figures.
     """
     from recal.scorer import CalibratedScorer
 
@@ -205,7 +235,11 @@ def export_scorer(store: RunStore, method: str, config: FitConfig | None = None,
         metrics={"calibration": {k: asdict(v) for k, v in in_sample.items()},
                  "heldout": {k: asdict(v) for k, v in result.heldout.items()},
                  "n_calibration": len(report.calibration_ids),
-                 "n_heldout": len(report.heldout_ids), "verdict": result.verdict})
+                 "n_heldout": len(report.heldout_ids), "verdict": result.verdict,
+                 **({"selection": {
+                     "rule": f"lowest Brier score of {SELECTION_FOLDS}-fold cross-validation "
+                             "inside the calibration split",
+                     "chosen": method, "scores": dict(selection)}} if selection else {})})
 
 
 def confirm_temperature(store: RunStore, report: FitReport, *,

@@ -289,3 +289,41 @@ def test_a_one_class_split_is_not_fitted_not_shown_as_a_repair(never_right_run, 
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if line.startswith("| isotonic"))
     assert "| - |" in row and "not fitted" in row
+
+
+def test_best_is_chosen_on_the_calibration_split_only(overconfident_run):
+    """Selection never looks at the held-out questions: their labels can change (here: all
+    flipped) without changing any method's selection score or the choice."""
+    import copy
+
+    from recal.repair import choose_method
+    from recal.repairs import REPAIR_METHODS, RepairTask, selection_brier
+
+    report = fit_methods(overconfident_run, FitConfig(n_resamples=50))
+    best, scores = choose_method(report)
+    assert set(scores) == set(FitConfig().methods)
+    assert best == min(scores, key=lambda m: scores[m]) and best != "identity"
+    flipped = copy.copy(report.judged)
+    flipped.correct = report.judged.correct.copy()
+    flipped.correct[flipped.heldout_idx] = 1 - flipped.correct[flipped.heldout_idx]
+    for name, score in scores.items():
+        again = selection_brier(REPAIR_METHODS.get(name), RepairTask(flipped))
+        assert again == pytest.approx(score, abs=1e-12), name
+    # the exported scorer keeps the scores it was chosen on apart from its held-out figures
+    artifact = export_scorer(overconfident_run, best, FitConfig(n_resamples=50), selection=scores)
+    assert artifact.metrics["selection"]["chosen"] == best
+    assert artifact.metrics["selection"]["scores"] == scores
+    assert "selection" not in artifact.metrics["heldout"]
+
+
+def test_no_export_when_no_repair_beats_the_identity_in_cross_validation(tmp_path):
+    """A calibrated predictor: cross-validation on the calibration split prefers no repair."""
+    from recal.repair import FitReport, MethodResult, choose_method
+
+    report = FitReport(FitConfig(), {}, [], [], 0.5, 0.25)
+    report.results = [MethodResult("identity", {}, False, "reference",
+                                   detail={"selection_brier": 0.20}),
+                      MethodResult("isotonic", {}, False, "good",
+                                   detail={"selection_brier": 0.21})]
+    with pytest.raises(ValueError, match="no repair beats the unrepaired confidence"):
+        choose_method(report)

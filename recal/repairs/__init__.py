@@ -17,12 +17,15 @@ from recal.repairs import lora, peers, posthoc, sampling  # noqa: F401  (registr
 from recal.repairs.base import (
     FAMILIES,
     REPAIR_METHODS,
+    SELECTION_FOLDS,
     RepairMethod,
     RepairOutcome,
     RepairTask,
+    check_classes,
     default_methods,
     register_repair,
+    selection_brier,
 )
 
 __all__ = ["REPAIR_METHODS", "RepairMethod", "RepairOutcome", "RepairTask", "register_repair",
-           "default_methods", "FAMILIES"]
+           "default_methods", "FAMILIES", "check_classes", "selection_brier", "SELECTION_FOLDS"]

@@ -22,7 +22,7 @@ from recal.judged import JudgedRun
 from recal.registry import Registry
 
 __all__ = ["RepairTask", "RepairOutcome", "RepairMethod", "REPAIR_METHODS", "register_repair",
-           "default_methods", "FAMILIES"]
+           "default_methods", "FAMILIES", "check_classes", "selection_brier", "SELECTION_FOLDS"]
 
 FAMILIES = ("post-hoc", "sampling", "peer", "lora")
 """post-hoc: recal's recalibrators; sampling: the model's own sampling temperature; peer:
@@ -120,6 +120,38 @@ def check_classes(method: str, correct: np.ndarray) -> None:
     n_correct = int(np.count_nonzero(np.asarray(correct) == 1))
     if min(n_correct, len(correct) - n_correct) < MIN_CLASS_SIZE:
         raise DegenerateSplitError(method or "this method", len(correct), n_correct)
+
+
+SELECTION_FOLDS = 5
+"""Folds of the cross-validation inside the calibration split that chooses among methods."""
+
+
+def selection_brier(method: RepairMethod, task: RepairTask,
+                    folds: int = SELECTION_FOLDS) -> float | None:
+    """The Brier score of ``method``'s out-of-fold predictions on the calibration split alone.
+
+    Choosing a method by its held-out score and then reporting that score is optimistic (the
+    minimum of several noisy figures), so recal chooses on this instead: ``folds``-fold
+    cross-validation inside the calibration split (folds drawn with the split's seed), and the
+    held-out questions only judge the choice. The Brier score is a proper scoring rule: a
+    constant guess of the base rate cannot win on calibration alone. ``None`` for methods that
+    are not maps of confidence (sampling temperature, LoRA) and when a fold refuses to fit.
+    """
+    if method.family not in ("post-hoc", "peer"):
+        return None
+    conf, corr = task.judged.calibration()
+    if len(conf) < folds:
+        return None
+    order = np.random.default_rng(task.seed).permutation(len(conf))
+    out = np.empty(len(conf))
+    for test in np.array_split(order, folds):
+        train = np.setdiff1d(order, test)
+        try:
+            check_classes(method.key, corr[train])
+            out[test] = method.fit_predict(conf[train], corr[train], conf[test])
+        except DegenerateSplitError:
+            return None
+    return float(np.mean((out - corr) ** 2))
 
 
 REPAIR_METHODS: Registry[RepairMethod] = Registry("repair method")
