@@ -18,7 +18,6 @@ from relplot.kernels import ReflectedGaussianKernel
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.metrics import log_loss as sk_log_loss
 
-from recal import metrics
 from recal.metrics import (
     LOG_LOSS_EPS,
     METRICS,
@@ -35,9 +34,11 @@ from recal.metrics import (
     log_loss,
     mce,
     mean_confidence,
+    resampling,
     smooth_calibration_curve,
     smooth_ece,
 )
+from recal.metrics.smooth import smooth_ece_unchecked
 
 SIZES = [1, 2, 37, 500, 5000]
 
@@ -448,17 +449,17 @@ def test_resampled_cells_equal_metrics_on_resampled_data(
 ) -> None:
     """With exact levels, each resample's batch value is the metric of that resampled data."""
     use_fft = smoothing == "fft"
-    monkeypatch.setattr(metrics._Resamples, "_fft_is_cheaper", lambda self, s, r: use_fft)
+    monkeypatch.setattr(resampling.Resamples, "_fft_is_cheaper", lambda self, s, r: use_fft)
     conf, corr = make_data(n, seed=n, kind="discrete")
-    cells = metrics._build_cells(conf, corr)
+    cells = resampling.build_cells(conf, corr)
     assert cells.exact
     rng = np.random.default_rng(0)
     weights = np.vstack([rng.multinomial(n, cells.count / n, size=5), cells.count]).astype(float)
-    sigma = metrics._smooth_ece_compute(conf, corr)[1]
-    resamples = metrics._Resamples(cells, weights, sigma)
+    sigma = smooth_ece_unchecked(conf, corr)[1]
+    resamples = resampling.Resamples(cells, weights, sigma)
     level_of_cell = np.searchsorted(cells.level_start, np.arange(cells.count.size), "right") - 1
     for name in METRICS:
-        batch = metrics._BATCH[name](resamples)
+        batch = METRICS[name].batch(resamples)
         for row, w in zip(batch, weights, strict=True):
             counts = w.astype(int)
             c = np.repeat(cells.level_min[level_of_cell], counts)
@@ -472,13 +473,13 @@ def test_resampled_cells_equal_metrics_on_resampled_data(
 
 def test_quantised_cells_stay_close_to_the_data() -> None:
     conf, corr = make_data(20000, seed=12)
-    cells = metrics._build_cells(conf, corr)
+    cells = resampling.build_cells(conf, corr)
     assert not cells.exact
-    assert cells.count.size <= 2 * (metrics._WIDTH_LEVELS + metrics._MASS_LEVELS + 15)
-    sigma = metrics._smooth_ece_compute(conf, corr)[1]
-    resamples = metrics._Resamples(cells, cells.count[None, :], sigma)
+    assert cells.count.size <= 2 * (resampling._WIDTH_LEVELS + resampling._MASS_LEVELS + 15)
+    sigma = smooth_ece_unchecked(conf, corr)[1]
+    resamples = resampling.Resamples(cells, cells.count[None, :], sigma)
     for name, info in METRICS.items():
-        assert metrics._BATCH[name](resamples)[0] == pytest.approx(
+        assert METRICS[name].batch(resamples)[0] == pytest.approx(
             info.function(conf, corr), abs=2e-3
         ), name
 
