@@ -488,11 +488,17 @@ def test_bootstrap_one_class_and_one_prediction() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         results = compute_all(np.ones(30), np.ones(30), n_resamples=50)
-        single = compute_all([0.4], [0], n_resamples=50)
+        single = compute_all([0.4], [0], n_resamples=50, interval="percentile")
+        floor = compute_all([0.4], [0], n_resamples=50)
     assert math.isnan(results["auroc"].estimate) and math.isnan(results["auroc"].low)
     assert results["ece"].low == results["ece"].high == 0.0
     assert single["ece"].estimate == pytest.approx(0.4)
     assert single["ece"].low == pytest.approx(0.4) and single["ece"].std == pytest.approx(0)
+    # One prediction of confidence 0.4 from a calibrated predictor has ECE 0.4 or 0.6: the
+    # noise floor (95% quantile) is 0.6, and the floor interval [0.4 - 0.6, 0.4 + 0.6] is all
+    # of [0, 1]: one answer says nothing about calibration.
+    assert floor["ece"].interval == "floor" and floor["ece"].noise_floor == pytest.approx(0.6)
+    assert (floor["ece"].low, floor["ece"].high) == (0.0, 1.0)
     # Small data: some resamples hold one class; those are left out of the AUROC interval.
     conf, corr = [0.9, 0.8, 0.3, 0.6], [1, 1, 0, 1]
     result = bootstrap("auroc", conf, corr, n_resamples=200)

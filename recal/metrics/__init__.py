@@ -24,8 +24,10 @@ accuracy            higher      [0, 1]        fraction correct
 mean_confidence     neither     [0, 1]        average confidence
 ==================  ==========  ============  ===============================================
 
-:func:`bootstrap` and :func:`compute_all` give percentile intervals over 1,000 resamples of 100,000
-predictions in well under a second: rather than materialising a (resamples x n) index array, each
+:func:`bootstrap` and :func:`compute_all` give intervals over 1,000 resamples of 100,000
+predictions in well under a second (the noise-floor interval for calibration errors, whose
+percentile interval does not cover; the percentile interval for the rest; see
+:mod:`recal.metrics.intervals`): rather than materialising a (resamples x n) index array, each
 resample is a multinomial count vector over a few hundred *cells* (confidence level x correct), and
 every metric is computed for all resamples at once from per-cell sums (see :func:`bootstrap`).
 
@@ -48,7 +50,13 @@ module              holds
 from __future__ import annotations
 
 from recal.metrics.binned import binned_ece, debiased_ece, mce
-from recal.metrics.intervals import BootstrapResult, bootstrap, compute_all
+from recal.metrics.intervals import (
+    INTERVALS,
+    BootstrapResult,
+    Interval,
+    bootstrap,
+    compute_all,
+)
 from recal.metrics.point import (
     LOG_LOSS_EPS,
     accuracy,
@@ -69,10 +77,12 @@ from recal.metrics.specs import (
 )
 
 __all__ = [
+    "INTERVALS",
     "LOG_LOSS_EPS",
     "METRICS",
     "METRIC_SPECS",
     "BootstrapResult",
+    "Interval",
     "MetricInfo",
     "MetricSpec",
     "ReliabilityData",

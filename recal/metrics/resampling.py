@@ -30,7 +30,14 @@ from recal.metrics.smooth import (
 )
 from recal.metrics.validation import FloatArray
 
-__all__ = ["Cells", "Resamples", "build_cells", "draw_counts", "prediction_cells"]
+__all__ = [
+    "Cells",
+    "Resamples",
+    "build_cells",
+    "calibrated_draws",
+    "draw_counts",
+    "prediction_cells",
+]
 
 # Above this many distinct confidences, the cells quantise: levels are cut at every equal-width
 # bin edge of netcal's 15 bins, at _WIDTH_LEVELS equal-width edges and at _MASS_LEVELS
@@ -107,6 +114,35 @@ def build_cells(conf: FloatArray, corr: FloatArray) -> Cells:
         level_min=level_min,
         level_conf=level_conf,
     )
+
+
+def calibrated_draws(cells: Cells, rng: np.random.Generator, rows: int) -> tuple[Cells, FloatArray]:
+    """``rows`` datasets of a perfectly calibrated predictor with the data's confidences: each
+    prediction of confidence ``c`` is correct with probability ``c`` (consistency resampling,
+    Bröcker & Smith 2007). The metric over these rows is the noise floor of the data.
+
+    Returned as cells holding both outcomes of every level (level x {wrong, right}) and counts per
+    cell (rows x cells): the number right at a level of ``m`` predictions is Binomial(m, level
+    confidence), exact when levels are single values; a quantised level (a narrow range of
+    confidences) uses its mean confidence.
+    """
+    levels = cells.level_conf.size
+    level_count = np.add.reduceat(cells.count, cells.level_start)
+    right = rng.binomial(level_count.astype(np.int64), cells.level_conf, size=(rows, levels))
+    weights = np.empty((rows, 2 * levels))
+    weights[:, 0::2] = level_count - right
+    weights[:, 1::2] = right
+    outcome = np.tile([0.0, 1.0], levels)
+    conf = np.repeat(cells.level_conf, 2)
+    count = np.zeros(2 * levels)
+    count[2 * np.repeat(np.arange(levels), np.diff(np.append(cells.level_start, cells.count.size)))
+          + cells.right.astype(np.int64)] = cells.count
+    both = Cells(
+        n=cells.n, exact=cells.exact, count=count, right=outcome, conf_mean=conf,
+        brier_mean=brier_terms(conf, outcome), log_loss_mean=log_loss_terms(conf, outcome),
+        level_start=2 * np.arange(levels), level_min=cells.level_min, level_conf=cells.level_conf,
+    )
+    return both, weights
 
 
 class Resamples:
