@@ -113,7 +113,7 @@ def summarise_draws(
     values are left out."""
     finite = resampled[np.isfinite(resampled)]
     floor = math.nan
-    if floor_values is not None and np.isfinite(floor_values).any():
+    if interval == "floor" and floor_values is not None and np.isfinite(floor_values).any():
         floor = float(np.quantile(floor_values[np.isfinite(floor_values)], level))
     if finite.size == 0 or not math.isfinite(estimate) or (interval == "floor"
                                                              and math.isnan(floor)):
