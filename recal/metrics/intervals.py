@@ -155,7 +155,15 @@ def _bootstrap_named(
     resamples = Resamples(cells, weights, sigma)
     floor_rows = None
     if any("floor" in kinds for kinds in intervals.values()):
-        floor_rows = Resamples(*calibrated_draws(cells, rng, n_resamples), sigma)
+        both, floor_weights = calibrated_draws(cells, rng, n_resamples)
+        floor_sigma = sigma
+        if "smooth_ece" in intervals:
+            # Calibrated datasets have smaller bandwidths than the data: start their searches at
+            # the first one's (only where the searches start, so only their speed, changes).
+            counts = floor_weights[0].astype(np.int64)
+            floor_sigma = smooth_ece_unchecked(np.repeat(both.conf_mean, counts),
+                                               np.repeat(both.right, counts))[1]
+        floor_rows = Resamples(both, floor_weights, floor_sigma)
     out = {}
     for name, kinds in intervals.items():
         spec = METRICS[name]
