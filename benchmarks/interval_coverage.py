@@ -21,8 +21,8 @@ of 0.021, so 0.90 and 0.80 are told apart) and asks whether each interval type o
 * continuous settings: :func:`recal.metrics.intervals.bootstrap_intervals` on each replication,
   with ``--continuous-resamples`` resamples (50 by default, against the library's 1,000: one
   call per replication is the slow part; the floor quantile from fewer draws is a little
-  noisier, so coverage here is if anything understated). The whole run took 822 s on one
-  thread of a shared 2-core machine (the continuous settings about 60-95 s each).
+  noisier, so coverage here is if anything understated). The whole run took 507 s on one
+  thread of a shared 2-core machine (discrete settings 5-16 s each, continuous 39-80 s).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/interval_coverage.py
 
