@@ -1,6 +1,8 @@
-"""Reliability diagrams: computed with numpy by :func:`reliability_data`, drawn with matplotlib.
+"""Reliability diagrams drawn with matplotlib from the data of :mod:`recal.metrics.reliability`.
 
-A diagram holds the smoothed calibration curve of :func:`recal.metrics.smooth_calibration_curve`
+:func:`reliability_data` and :class:`ReliabilityData` are computed there (numpy only) and
+re-exported here. A diagram holds the smoothed calibration curve of
+:func:`recal.metrics.smooth_calibration_curve`
 (Błasiok & Nakkiran 2023, as relplot draws it) with a pointwise percentile bootstrap band, the
 classic equal-width binned bars, a histogram of the confidences, and the headline numbers.
 Computing and drawing are separate: :class:`ReliabilityData` is plain arrays, and matplotlib is
@@ -16,29 +18,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from recal.metrics import (
-    _SMECE_DENSITY_EPS,
-    _accuracy_compute,
-    _check,
-    _check_bootstrap_args,
-    _check_n_bins,
-    _ece_from_sums,
-    _grid_position,
-    _grid_size,
-    _interpolate,
-    _mean_confidence_compute,
-    _reflect_smooth,
-    _width_bin_index,
-    _width_bin_sums,
-    smooth_calibration_curve,
-)
+from recal.metrics.reliability import ReliabilityData, reliability_data
+from recal.metrics.validation import check_positive_int
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -59,205 +46,11 @@ FloatArray = npt.NDArray[np.float64]
 #: drawn: there the kernel average has (almost) no data behind it.
 MIN_RELATIVE_DENSITY = 0.02
 
-# Resamples are smoothed in chunks of at most this many array elements (rows x FFT length).
-_CHUNK_ELEMENTS = 1 << 22
-
 _FIGSIZE = (5.0, 6.0)  # one diagram: a roughly square main panel over a histogram 1/4 as tall
 _PANEL_SIZE = (4.2, 5.2)  # one cell of a grid
 _CURVE_COLOR = "C3"
 _BAR_COLOR = "C0"
 _HIST_COLOR = "0.55"
-
-
-# --------------------------------------------------------------------------- compute
-
-
-@dataclass(frozen=True, eq=False)
-class ReliabilityData:
-    """Everything a reliability diagram shows, as arrays (compute with :func:`reliability_data`).
-
-    The arrays are read-only. ``eq=False`` as for :class:`recal.metrics.SmoothCurve`: arrays have
-    no single truth value, so dataclass equality would be ambiguous.
-    """
-
-    # Smoothed curve (recal.metrics.smooth_calibration_curve) on ``grid`` points of [0, 1].
-    grid: FloatArray
-    curve: FloatArray  # kernel-smoothed accuracy at each grid point
-    density: FloatArray  # kernel density of the confidences (integrates to ~1)
-    bandwidth: float  # the kernel's sigma: smooth ECE's own bandwidth
-    # Pointwise percentile bootstrap band of the curve, every resample smoothed at ``bandwidth``.
-    band_low: FloatArray
-    band_high: FloatArray
-    confidence_level: float
-    n_resamples: int
-    # Equal-width bins [k/B, (k+1)/B) (1.0 in the last), as recal.metrics.binned_ece bins.
-    bin_edges: FloatArray  # B + 1 edges
-    bin_confidence: FloatArray  # mean confidence per bin (nan when empty)
-    bin_accuracy: FloatArray  # fraction correct per bin (nan when empty)
-    bin_count: npt.NDArray[np.int64]  # predictions per bin
-    # Histogram of the confidences, same binning convention.
-    hist_edges: FloatArray
-    hist_counts: npt.NDArray[np.int64]
-    # Headline numbers.
-    n: int
-    smooth_ece: float  # lower is better; [0, 1]
-    binned_ece: float  # with the B bins above; lower is better; [0, 1]
-    accuracy: float  # fraction correct
-    mean_confidence: float
-
-    @property
-    def n_bins(self) -> int:
-        return int(self.bin_count.size)
-
-    @property
-    def hist_bins(self) -> int:
-        return int(self.hist_counts.size)
-
-
-def _check_positive_int(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _cells(
-    conf: FloatArray, corr: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.int64]]:
-    """Distinct (confidence, correct) pairs, how many predictions each holds, and each
-    prediction's pair."""
-    pairs, inverse, count = np.unique(
-        np.stack([conf, corr], axis=1), axis=0, return_inverse=True, return_counts=True
-    )
-    return pairs[:, 0].copy(), pairs[:, 1].copy(), count.astype(np.float64), inverse.ravel()
-
-
-def _draw_counts(
-    rng: np.random.Generator, count: FloatArray, inverse: npt.NDArray[np.int64], rows: int
-) -> FloatArray:
-    """``rows`` bootstrap resamples as counts per cell (rows x cells)."""
-    n, cells = inverse.size, count.size
-    if 4 * cells <= n:  # few distinct values: a multinomial over them costs O(cells) a row
-        return rng.multinomial(n, count / n, size=rows).astype(np.float64)
-    # Mostly distinct values: drawing indices is O(n) a row too, and much faster than multinomial.
-    picked = inverse[rng.integers(0, n, size=(rows, n))] + np.arange(rows)[:, None] * cells
-    return np.bincount(picked.ravel(), minlength=rows * cells).reshape(rows, cells).astype(
-        np.float64)
-
-
-def _smoothed_accuracy(
-    cell_conf: FloatArray, cell_corr: FloatArray, weights: FloatArray, sigma: float,
-    grid: FloatArray,
-) -> FloatArray:
-    """The smoothed curve of each row of ``weights`` (rows x cells: how often each cell is drawn).
-
-    The same computation as :func:`recal.metrics.smooth_calibration_curve` (linear binning onto
-    relplot's grid, reflected Gaussian by FFT, interpolation, ``right / (count + eps)``) for many
-    weightings at once: one ``bincount`` over all rows, offset by row, and one batched FFT.
-    """
-    size = _grid_size(sigma)
-    lower, frac = _grid_position(cell_conf, size)
-    rows = weights.shape[0]
-    index = (np.arange(rows)[:, None] * size + lower[None, :]).ravel()
-    binned = np.empty((2 * rows, size))
-    for k, values in enumerate((weights * cell_corr, weights)):
-        spread = np.bincount(index, (values * (1.0 - frac)).ravel(), minlength=rows * size)
-        spread += np.bincount(index + 1, (values * frac).ravel(), minlength=rows * size)
-        binned[k * rows : (k + 1) * rows] = spread.reshape(rows, size)
-    smoothed = _interpolate(grid, _reflect_smooth(binned, sigma))
-    return smoothed[:rows] / (smoothed[rows:] + _SMECE_DENSITY_EPS)
-
-
-def _bootstrap_band(
-    conf: FloatArray, corr: FloatArray, sigma: float, grid: FloatArray, n_resamples: int,
-    level: float, seed: int | None,
-) -> tuple[FloatArray, FloatArray]:
-    """Pointwise percentile band of the curve over ``n_resamples`` bootstrap resamples.
-
-    A resample is drawn as counts over the distinct (confidence, correct) pairs (multinomial, or
-    ``n`` indices drawn with replacement when most pairs are distinct: the same distribution
-    either way) and smoothed at the full data's bandwidth ``sigma``, so the band shows the noise
-    of the curve, not of the bandwidth search.
-    """
-    cell_conf, cell_corr, count, inverse = _cells(conf, corr)
-    size = _grid_size(sigma)
-    fft_length = 1 << (4 * size - 4).bit_length()
-    chunk = max(1, _CHUNK_ELEMENTS // (2 * max(fft_length, conf.size)))
-    rng = np.random.default_rng(seed)
-    curves = np.empty((n_resamples, grid.size))
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        draws = _draw_counts(rng, count, inverse, stop - start)
-        curves[start:stop] = _smoothed_accuracy(cell_conf, cell_corr, draws, sigma, grid)
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(curves, [alpha, 1.0 - alpha], axis=0)
-    return low, high
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.setflags(write=False)
-    return array
-
-
-def reliability_data(
-    confidence: npt.ArrayLike,
-    correct: npt.ArrayLike,
-    *,
-    n_bins: int = 10,
-    hist_bins: int = 20,
-    n_resamples: int = 200,
-    confidence_level: float = 0.9,
-    seed: int | None = 0,
-    grid_size: int = 200,
-) -> ReliabilityData:
-    """Compute a reliability diagram (numpy only; draw it with :func:`draw_reliability`).
-
-    The curve is :func:`recal.metrics.smooth_calibration_curve` at smooth ECE's own bandwidth on
-    ``grid_size`` points. The band holds, at each grid point, the central ``confidence_level``
-    of the curves of ``n_resamples`` bootstrap resamples (seeded by ``seed``), each smoothed at
-    that same bandwidth. Bars: ``n_bins`` equal-width bins with their mean confidence, accuracy
-    and count (empty bins: nan, nan, 0); ``binned_ece`` is ``recal.metrics.binned_ece`` with those
-    bins. The histogram counts the confidences in ``hist_bins`` equal-width bins.
-
-    One prediction is enough (the band then collapses onto the curve). Bad input raises
-    ``ValueError`` naming the argument.
-    """
-    conf, corr = _check(confidence, correct)
-    _check_n_bins(n_bins)
-    _check_positive_int(hist_bins, "hist_bins")
-    _check_bootstrap_args(n_resamples, confidence_level)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}")
-    smooth = smooth_calibration_curve(conf, corr, grid_size=grid_size)
-    low, high = _bootstrap_band(
-        conf, corr, smooth.bandwidth, smooth.grid, int(n_resamples), float(confidence_level), seed
-    )
-
-    count, conf_sum, right = _width_bin_sums(conf, corr, int(n_bins))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bin_conf = np.where(count > 0, conf_sum / count, np.nan)
-        bin_acc = np.where(count > 0, right / count, np.nan)
-    hist = np.bincount(_width_bin_index(conf, int(hist_bins)), minlength=int(hist_bins))
-
-    return ReliabilityData(
-        grid=_read_only(smooth.grid),
-        curve=_read_only(smooth.accuracy),
-        density=_read_only(smooth.density),
-        bandwidth=float(smooth.bandwidth),
-        band_low=_read_only(low),
-        band_high=_read_only(high),
-        confidence_level=float(confidence_level),
-        n_resamples=int(n_resamples),
-        bin_edges=_read_only(np.linspace(0.0, 1.0, int(n_bins) + 1)),
-        bin_confidence=_read_only(bin_conf),
-        bin_accuracy=_read_only(bin_acc),
-        bin_count=_read_only(count.astype(np.int64)),
-        hist_edges=_read_only(np.linspace(0.0, 1.0, int(hist_bins) + 1)),
-        hist_counts=_read_only(hist.astype(np.int64)),
-        n=int(conf.size),
-        smooth_ece=float(smooth.smooth_ece),
-        binned_ece=float(_ece_from_sums(count, conf_sum, right, 1)),
-        accuracy=_accuracy_compute(conf, corr),
-        mean_confidence=_mean_confidence_compute(conf, corr),
-    )
 
 
 # --------------------------------------------------------------------------- draw
@@ -540,7 +333,7 @@ def save_reliability_grid(
                 and isinstance(panel[1], ReliabilityData)):
             raise ValueError(f"panels[{i}] must be a (title, ReliabilityData) pair, got "
                              f"{type(panel).__name__}")
-    _check_positive_int(ncols, "ncols")
+    check_positive_int(ncols, "ncols")
     _check_dpi(dpi)
     ncols = min(int(ncols), len(panels))
     nrows = math.ceil(len(panels) / ncols)

@@ -18,7 +18,6 @@ from relplot.kernels import ReflectedGaussianKernel
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.metrics import log_loss as sk_log_loss
 
-from recal import metrics
 from recal.metrics import (
     LOG_LOSS_EPS,
     METRICS,
@@ -35,9 +34,11 @@ from recal.metrics import (
     log_loss,
     mce,
     mean_confidence,
+    resampling,
     smooth_calibration_curve,
     smooth_ece,
 )
+from recal.metrics.smooth import smooth_ece_unchecked
 
 SIZES = [1, 2, 37, 500, 5000]
 
@@ -448,17 +449,17 @@ def test_resampled_cells_equal_metrics_on_resampled_data(
 ) -> None:
     """With exact levels, each resample's batch value is the metric of that resampled data."""
     use_fft = smoothing == "fft"
-    monkeypatch.setattr(metrics._Resamples, "_fft_is_cheaper", lambda self, s, r: use_fft)
+    monkeypatch.setattr(resampling.Resamples, "_fft_is_cheaper", lambda self, s, r: use_fft)
     conf, corr = make_data(n, seed=n, kind="discrete")
-    cells = metrics._build_cells(conf, corr)
+    cells = resampling.build_cells(conf, corr)
     assert cells.exact
     rng = np.random.default_rng(0)
     weights = np.vstack([rng.multinomial(n, cells.count / n, size=5), cells.count]).astype(float)
-    sigma = metrics._smooth_ece_compute(conf, corr)[1]
-    resamples = metrics._Resamples(cells, weights, sigma)
+    sigma = smooth_ece_unchecked(conf, corr)[1]
+    resamples = resampling.Resamples(cells, weights, sigma)
     level_of_cell = np.searchsorted(cells.level_start, np.arange(cells.count.size), "right") - 1
     for name in METRICS:
-        batch = metrics._BATCH[name](resamples)
+        batch = METRICS[name].batch(resamples)
         for row, w in zip(batch, weights, strict=True):
             counts = w.astype(int)
             c = np.repeat(cells.level_min[level_of_cell], counts)
@@ -472,13 +473,13 @@ def test_resampled_cells_equal_metrics_on_resampled_data(
 
 def test_quantised_cells_stay_close_to_the_data() -> None:
     conf, corr = make_data(20000, seed=12)
-    cells = metrics._build_cells(conf, corr)
+    cells = resampling.build_cells(conf, corr)
     assert not cells.exact
-    assert cells.count.size <= 2 * (metrics._WIDTH_LEVELS + metrics._MASS_LEVELS + 15)
-    sigma = metrics._smooth_ece_compute(conf, corr)[1]
-    resamples = metrics._Resamples(cells, cells.count[None, :], sigma)
+    assert cells.count.size <= 2 * (resampling._WIDTH_LEVELS + resampling._MASS_LEVELS + 15)
+    sigma = smooth_ece_unchecked(conf, corr)[1]
+    resamples = resampling.Resamples(cells, cells.count[None, :], sigma)
     for name, info in METRICS.items():
-        assert metrics._BATCH[name](resamples)[0] == pytest.approx(
+        assert METRICS[name].batch(resamples)[0] == pytest.approx(
             info.function(conf, corr), abs=2e-3
         ), name
 
@@ -487,11 +488,17 @@ def test_bootstrap_one_class_and_one_prediction() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         results = compute_all(np.ones(30), np.ones(30), n_resamples=50)
-        single = compute_all([0.4], [0], n_resamples=50)
+        single = compute_all([0.4], [0], n_resamples=50, interval="percentile")
+        floor = compute_all([0.4], [0], n_resamples=50)
     assert math.isnan(results["auroc"].estimate) and math.isnan(results["auroc"].low)
     assert results["ece"].low == results["ece"].high == 0.0
     assert single["ece"].estimate == pytest.approx(0.4)
     assert single["ece"].low == pytest.approx(0.4) and single["ece"].std == pytest.approx(0)
+    # One prediction of confidence 0.4 from a calibrated predictor has ECE 0.4 or 0.6: the
+    # noise floor (95% quantile) is 0.6, and the floor interval [0.4 - 0.6, 0.4 + 0.6] is all
+    # of [0, 1]: one answer says nothing about calibration.
+    assert floor["ece"].interval == "floor" and floor["ece"].noise_floor == pytest.approx(0.6)
+    assert (floor["ece"].low, floor["ece"].high) == (0.0, 1.0)
     # Small data: some resamples hold one class; those are left out of the AUROC interval.
     conf, corr = [0.9, 0.8, 0.3, 0.6], [1, 1, 0, 1]
     result = bootstrap("auroc", conf, corr, n_resamples=200)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from recal import metrics
+from recal.metrics.reliability import smoothed_accuracy as _smoothed_accuracy
+from recal.metrics.resampling import draw_counts as _draw_counts
+from recal.metrics.resampling import prediction_cells as _cells
 from recal.plots import (
     ReliabilityData,
-    _cells,
-    _draw_counts,
-    _smoothed_accuracy,
     draw_reliability,
     reliability_data,
     save_reliability,

@@ -41,7 +41,9 @@ from typing import Any, ClassVar, Literal, Self
 import numpy as np
 import numpy.typing as npt
 
-from recal.metrics import _as_1d, _check, _describe
+from recal.metrics.validation import as_1d_array as _as_1d
+from recal.metrics.validation import check_predictions as _check
+from recal.metrics.validation import describe_first_bad as _describe
 from recal.registry import Registry
 
 __all__ = [

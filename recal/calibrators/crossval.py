@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recal.calibrators.base import FloatArray, Recalibrator, _check_sample_weight, clone
-from recal.metrics import _check
+from recal.metrics.validation import check_predictions as _check
 
 __all__ = ["cross_val_predict", "split_calibration"]
 

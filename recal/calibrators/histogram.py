@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, _check_real
-from recal.metrics import _check_n_bins
+from recal.metrics.validation import check_n_bins as _check_n_bins
 
 __all__ = ["HistogramBinning"]
 

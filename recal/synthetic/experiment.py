@@ -33,7 +33,8 @@ import torch
 from recal import __version__
 from recal.confidence import Classified
 from recal.measure import MeasureConfig, measure_run
-from recal.metrics import _smooth_ece_compute, smooth_ece
+from recal.metrics import smooth_ece
+from recal.metrics.smooth import smooth_ece_unchecked as _smooth_ece_compute
 from recal.samples import SamplingConfig
 from recal.sampling import sample_run
 from recal.semantic.base import Collapser, get_collapser
