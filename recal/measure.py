@@ -167,10 +167,26 @@ def _describe(report: MeasureReport) -> list[tuple[str, str]]:
         ("sampling", f"M = {sampling.get('n_samples')}, T = {sampling.get('temperature')}, "
                      f"no truncation, max {sampling.get('max_new_tokens')} tokens"),
         ("collapsing function B", report.collapse),
-        ("intervals", f"{report.config.confidence_level:.0%} percentile bootstrap, "
-                      f"{report.config.n_resamples} resamples, seed {report.config.seed}"),
+        ("intervals", _intervals_text(report)),
         *(("unparsed replies", r.note) for r in report.results.values() if r.note),
     ]
+
+
+def _intervals_text(report: MeasureReport) -> str:
+    """Which interval each metric carries (recorded in each BootstrapResult), in words."""
+    level = f"{report.config.confidence_level:.0%}"
+    kinds: dict[str, list[str]] = {}
+    for result in report.results.values():
+        for name, value in result.metrics.items():
+            if name not in kinds.setdefault(value.interval, []):
+                kinds[value.interval].append(name)
+    words = {"floor": "noise floor (estimate +- the level's quantile of a perfectly calibrated "
+                      "predictor with the same confidences and n; coverage checked in "
+                      "benchmarks/interval_coverage.py)",
+             "percentile": "percentile bootstrap", "basic": "basic bootstrap"}
+    parts = [f"{words.get(kind, kind)} for {', '.join(names)}" for kind, names in kinds.items()]
+    return (f"{level}: " + "; ".join(parts) + f"; {report.config.n_resamples} resamples, "
+            f"seed {report.config.seed}")
 
 
 def _examples(report: MeasureReport, k: int = 5) -> list[tuple[str, str, str, float]]:

@@ -275,13 +275,15 @@ class Registry(Generic[T]):
 
 def all_registries() -> dict[str, Registry[Any]]:
     """recal's registries by kind, for listings and contract tests: ``backend``, ``packaged
-    model``, ``dataset``, ``collapser``, ``scorer``, ``recalibrator``, ``repair method``.
+    model``, ``dataset``, ``collapser``, ``scorer``, ``recalibrator``, ``repair method``,
+    ``metric``.
 
     Imports the light modules that fill them (no torch); lazy entries stay unimported.
     """
     from recal.calibrators import RECALIBRATORS
     from recal.confidence import SCORERS
     from recal.data import DATASETS
+    from recal.metrics import METRIC_SPECS
     from recal.models import BACKENDS, PACKAGED_MODELS
     from recal.repairs import REPAIR_METHODS
     from recal.semantic import COLLAPSERS
@@ -294,6 +296,7 @@ def all_registries() -> dict[str, Registry[Any]]:
         "scorer": SCORERS,
         "recalibrator": RECALIBRATORS,
         "repair method": REPAIR_METHODS,
+        "metric": METRIC_SPECS,
     }
 
 

@@ -122,7 +122,7 @@ def test_registries_are_listed_in_one_place() -> None:
     from recal.registry import REGISTRIES as listed
 
     assert set(listed) == {"backend", "packaged model", "dataset", "collapser", "scorer",
-                           "recalibrator", "repair method"}
+                           "recalibrator", "repair method", "metric"}
     assert all(isinstance(reg, Registry) and len(reg) > 0 for reg in listed.values())
 
 
