@@ -28,7 +28,7 @@ import numpy as np
 from recal.bench_report import markdown_tables, transfer_table, write_bench_report
 from recal.calibrators import CalibrationWarning, DegenerateSplitError
 from recal.confidence import SCORERS, Classified, classify_run, get_scorer
-from recal.judged import JudgedRun, Split
+from recal.judged import JudgedRun, Split, paired_verdict
 from recal.metrics import BootstrapResult
 from recal.models.base import Backend
 from recal.repairs import (
@@ -422,6 +422,9 @@ def _judge_cell(model: str, dataset: str, store: RunStore, config: BenchConfig, 
             if outcome is None:  # does not apply to this scorer (say why in the detail)
                 continue
             outcome.detail["selection_brier"] = selection_brier(method, task)
+            if method_name != "identity":  # paired: the same resamples of the same questions
+                outcome.detail["verdict"] = paired_verdict(
+                    judged.compare(outcome.confidence, outcome.correct))
             task.heldout_confidence[method_name] = outcome.confidence
             task.heldout_correct[method_name] = outcome.correct
             report.rows.append(BenchRow(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recal.metrics import BootstrapResult
+from recal.tables import interval_cell
 
 if TYPE_CHECKING:
     from recal.bench import BenchReport
@@ -20,10 +21,7 @@ __all__ = ["markdown_tables", "transfer_table", "write_bench_report"]
 
 
 def _ci(result: BootstrapResult | None, digits: int = 3) -> str:
-    if result is None:
-        return "-"
-    return (f"{result.estimate:.{digits}f} [{result.low:.{digits}f}, "
-            f"{result.high:.{digits}f}]")
+    return "-" if result is None else interval_cell(result)
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -44,8 +42,8 @@ def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None
                   f"{info.get('questions', '?')} questions, held-out half judged; sampling "
                   f"{_fmt(secs or float('nan'), 0)} s for {info.get('answers', '?')} answers.",
                   "", "| scorer | method | smooth ECE | ECE | Brier | AUROC | accuracy "
-                  "(before) | confidence | fit s | sequences/q |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "(before) | confidence | fit s | sequences/q | verdict |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in report.rows:
             if (r.model, r.dataset) != (model, dataset):
                 continue
@@ -55,7 +53,7 @@ def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None
                 continue
             if r.heldout is None:
                 shown = r.error if r.error.startswith("not fitted") else f"failed: {r.error}"
-                lines.append(f"| {r.scorer} | {r.method} | {shown} | | | | | | | |")
+                lines.append(f"| {r.scorer} | {r.method} | {shown} | | | | | | | | |")
                 continue
             h = r.heldout
             acc = h["accuracy"].estimate
@@ -66,7 +64,8 @@ def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None
                 f"| {r.scorer} | {r.method}{note} | {_ci(h['smooth_ece'])} | "
                 f"{h['ece'].estimate:.3f} | {h['brier_score'].estimate:.3f} | "
                 f"{h['auroc'].estimate:.3f} | {acc_txt} | {h['mean_confidence'].estimate:.3f} | "
-                f"{r.fit_seconds:.3f} | {r.sequences_per_question:g} |")
+                f"{r.fit_seconds:.3f} | {r.sequences_per_question:g} | "
+                f"{r.detail.get('verdict', 'reference (no repair)')} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -28,6 +28,7 @@ from recal.metrics import METRICS, BootstrapResult
 from recal.models.base import Backend
 from recal.runstore import RunStore
 from recal.semantic.base import Collapser, get_collapser
+from recal.tables import interval_cell
 
 __all__ = ["MeasureConfig", "ScorerResult", "MeasureReport", "measure_run", "write_report",
            "compare_collapsers", "HEADLINE_METRICS"]
@@ -138,7 +139,7 @@ def compare_collapsers(store: RunStore, names: Sequence[str], *, scorer: str = "
 # -- writing the report folder -------------------------------------------------------------------
 
 def _fmt(result: BootstrapResult) -> str:
-    return f"{result.estimate:.3f} [{result.low:.3f}, {result.high:.3f}]"
+    return interval_cell(result)
 
 
 def _metrics_table(report: MeasureReport,
@@ -241,7 +242,10 @@ def _write_pages(report: MeasureReport, out: Path, diagram: bool) -> None:
     md = ["# Calibration report", ""]
     md += [f"- **{k}**: {v}" for k, v in facts]
     md += ["", "Lower is better for smooth_ece, ece and brier_score; higher for auroc. "
-           "Each cell: estimate [interval].", "", _markdown_table(table), ""]
+           "Each cell: estimate [interval]; a calibration error also shows its noise floor (what "
+           "a perfectly calibrated predictor with the same confidences and n scores 95% of the "
+           "time), marked (within) when the estimate does not exceed it: such a value is no "
+           "evidence of miscalibration.", "", _markdown_table(table), ""]
     if diagram:
         md += ["![reliability diagrams](reliability.png)", ""]
     if examples:

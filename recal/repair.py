@@ -1,11 +1,11 @@
 """Post-hoc repair: fit recalibrators on a calibration split, judge them on a held-out split.
 
-A method is never reported on the data it was fitted on. For each method the held-out table gives
-every headline metric with a bootstrap interval, and a verdict: a good repair lowers the smooth
-ECE below the unrepaired confidence's, keeps the Brier score below the constant base-rate
-predictor's (the calibration split's accuracy, said to every question), and keeps AUROC at least
-where it was (within ``auroc_tolerance``: step maps such as isotonic regression tie confidences,
-which costs a little ranking).
+A method is never reported on the data it was fitted on, nor chosen on it. For each method the
+held-out table gives every headline metric with an interval, and a paired verdict
+(:func:`recal.judged.paired_verdict`): the repair and the unrepaired confidence are judged on
+the same resamples of the same held-out questions, and a repair is "better" only where the
+paired interval of its change in smooth ECE or Brier score lies below 0 (and neither lies
+above); otherwise it is "not distinguishable from no repair".
 
 When the run recorded a temperature grid, the model's own sampling temperature is refitted too
 (:mod:`recal.sampling_temperature`) and judged the same way; that repair changes the answers, so
@@ -20,7 +20,7 @@ from typing import Any, cast
 from recal.calibrators import DegenerateSplitError
 from recal.calibrators.base import Recalibrator
 from recal.confidence import Prediction, classify_run, get_scorer
-from recal.judged import JudgedRun, Split, verdict
+from recal.judged import JudgedRun, Split, paired_verdict
 from recal.metrics import BootstrapResult
 from recal.models.base import Backend
 from recal.repairs import (
@@ -55,6 +55,7 @@ class FitConfig:
     seed: int = 0
     n_resamples: int = 1000
     auroc_tolerance: float = 0.01
+    """How much AUROC the synthetic world's point-estimate verdicts tolerate losing."""
     sampling_temperature: bool = True
     """Also refit the sampling temperature when the run recorded a temperature grid."""
     min_ess: float = 5.0
@@ -174,8 +175,8 @@ def fit_methods(store: RunStore, config: FitConfig | None = None, *,
                 outcome.detail["selection_brier"] = selection_brier(method, task)
             report.results.append(MethodResult(
                 name, metrics, method.accuracy_changes,
-                verdict(metrics, reference, base_brier, config.auroc_tolerance,
-                        is_reference=name == "identity"),
+                ("reference (no repair)" if name == "identity"
+                 else paired_verdict(judged.compare(outcome.confidence, outcome.correct))),
                 recalibrator=(outcome.fitted if isinstance(outcome.fitted, Recalibrator)
                               else None), detail=outcome.detail))
         if isinstance(outcome.fitted, TemperatureFit):

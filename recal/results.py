@@ -17,6 +17,7 @@ from pathlib import Path
 from recal import __version__
 from recal.bench import BenchReport, BenchRow
 from recal.bench_report import transfer_table
+from recal.tables import interval_cell
 
 __all__ = ["write_results"]
 
@@ -24,8 +25,7 @@ __all__ = ["write_results"]
 def _ci(row: BenchRow | None, metric: str = "smooth_ece") -> str:
     if row is None or row.heldout is None:
         return "-"
-    r = row.heldout[metric]
-    return f"{r.estimate:.3f} [{r.low:.3f}, {r.high:.3f}]"
+    return interval_cell(row.heldout[metric])
 
 
 def _est(row: BenchRow | None, metric: str = "smooth_ece") -> str:
@@ -63,7 +63,9 @@ def _brief(row: BenchRow | None) -> str:
     """``method: smECE [interval], AUROC a``."""
     if row is None:
         return "-"
-    return f"{row.method}: {_ci(row)}, AUROC {_est(row, 'auroc')}"
+    verdict = str(row.detail.get("verdict", "")).split(" (")[0]
+    return f"{row.method}: {_ci(row)}, AUROC {_est(row, 'auroc')}" + (
+        f"; {verdict}" if verdict else "")
 
 
 def _headline(report: BenchReport, scorer: str) -> list[str]:
@@ -185,7 +187,9 @@ def write_results(report: BenchReport, path: str | Path, *, synth_dir: Path | No
     for name, reason in report.skipped.items():
         lines.append(f"- {name} skipped: {reason}")
     lines += ["## Headline: smooth ECE before and after repair (held out)", "",
-              "Each cell: smooth ECE [95% interval] and AUROC on the held-out questions. *Best* "
+              "Each cell: smooth ECE [95% interval] with its noise floor (marked within when the "
+              "estimate does not exceed it), AUROC and the paired verdict against no repair, on "
+              "the held-out questions. *Best* "
               "is chosen without them, by the lowest Brier score of 5-fold cross-validation "
               "inside the calibration split, for recal's maps and the peers alike; the held-out "
               "figures judge that choice. (A Brier score, not smooth ECE: a map that says the "

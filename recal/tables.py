@@ -3,6 +3,7 @@ the Python API's results, so that a script and the CLI show the same numbers the
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,22 @@ def packaged_models_table(root: Path) -> list[str]:
     return lines
 
 
+def interval_cell(result: Any) -> str:
+    """``0.084 [0.000, 0.190]``, and for a calibration error its noise floor: ``, floor 0.106
+    (within)`` when the estimate is no larger than what a perfectly calibrated predictor with
+    the same confidences and n scores 95% of the time. ``result``: a BootstrapResult or its
+    dict (``metrics.json``, ``fit.json``)."""
+    get = result.get if isinstance(result, dict) else lambda k, d=None: getattr(result, k, d)
+    estimate, low, high = get("estimate"), get("low"), get("high")
+    text = f"{estimate:.3f} [{low:.3f}, {high:.3f}]"
+    floor = get("noise_floor")
+    if floor is not None and math.isfinite(floor):
+        text += f", floor {floor:.3f}" + (" (within)" if estimate <= floor else "")
+    return text
+
+
 def _cell(metric: dict[str, float]) -> str:
-    return f"{metric['estimate']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
+    return interval_cell(metric)
 
 
 def compare_table(result: dict[str, dict[str, Any]], confidence: str) -> str:

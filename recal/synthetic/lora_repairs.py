@@ -177,7 +177,7 @@ def lora_repair(ctx: RepairContext, method: str, settings: LoraSettings | None =
                               "accuracy": m["accuracy"].estimate}
                        for name, m in report.heldout.items()},
               **{k: v for k, v in report.extra.items() if isinstance(v, int | float | str)}}
-    return RepairResult.of(f"lora_{method}", metrics, ctx.verdict(metrics), detail)
+    return RepairResult.of(f"lora_{method}", metrics, ctx.point_verdict(metrics), detail)
 
 
 def _registered(method: str) -> Callable[[RepairContext], list[RepairResult]]:

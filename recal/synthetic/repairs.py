@@ -31,8 +31,17 @@ from typing import Any
 import numpy as np
 
 from recal.data.records import Question
-from recal.judged import AUROC_TOLERANCE, JudgedRun, Split, judge, verdict
+from recal.judged import (
+    AUROC_TOLERANCE,
+    PAIRED_METRICS,
+    JudgedRun,
+    Split,
+    judge,
+    paired_verdict,
+    verdict,
+)
 from recal.metrics import BootstrapResult, brier_score
+from recal.metrics.paired import paired_difference
 from recal.registry import Registry
 from recal.repairs.sampling import temperature_grid
 from recal.runstore import RunStore
@@ -94,13 +103,18 @@ class RepairContext:
         """Metrics with intervals, with the context's bootstrap."""
         return judge(conf, corr, n_resamples=self.n_resamples, seed=self.seed)
 
-    def verdict(self, metrics: dict[str, BootstrapResult],
-                reference: dict[str, BootstrapResult] | None = None,
-                base_brier: float | None = None) -> str:
-        """:func:`recal.judged.verdict` of held-out ``metrics`` against the unrepaired modal
-        share of the same questions (computed when not given)."""
-        if reference is None or base_brier is None:
-            reference, base_brier = self.reference()
+    def verdict(self, conf: np.ndarray, corr: np.ndarray) -> str:
+        """:func:`recal.judged.paired_verdict` of a repair's held-out (conf, corr) against the
+        unrepaired modal share of the same questions, on the same resamples."""
+        reference = _modal_arrays(self.run, self.heldout_ids, self.collapser)
+        paired = {m: paired_difference(m, reference, (conf, corr), n_resamples=self.n_resamples,
+                                       seed=self.seed) for m in PAIRED_METRICS}
+        return paired_verdict(paired)
+
+    def point_verdict(self, metrics: dict[str, BootstrapResult]) -> str:
+        """:func:`recal.judged.verdict` on point estimates, for rows whose per-question
+        confidences are not at hand (the LoRA repairs' tuned readouts)."""
+        reference, base_brier = self.reference()
         return verdict(metrics, reference, base_brier, AUROC_TOLERANCE)
 
 
@@ -178,7 +192,7 @@ def judge_model(ctx: RepairContext, method: str, model: Any, *, temperature: flo
     conf, corr = _sample_modal(ctx, model, ctx.heldout_ids, temperature,
                                ctx.out / f"{ctx.name}-{method}-heldout")
     metrics = ctx.judge(conf, corr)
-    return RepairResult.of(method, metrics, ctx.verdict(metrics), detail)
+    return RepairResult.of(method, metrics, ctx.verdict(conf, corr), detail)
 
 
 @register_synth_repair("posthoc")
@@ -246,4 +260,5 @@ def _reweighted_temperature(ctx: RepairContext, store: RunStore) -> RepairResult
         return RepairResult.of("sampling_temperature", judged.heldout_metrics(),
                                "keeps the sampled temperature (no repair)", detail)
     metrics = judged.judge(outcome.confidence, outcome.correct)
-    return RepairResult.of("sampling_temperature", metrics, ctx.verdict(metrics), detail)
+    return RepairResult.of("sampling_temperature", metrics,
+                           ctx.verdict(outcome.confidence, outcome.correct), detail)
