@@ -7,7 +7,7 @@ import pytest
 
 from recal.calibrators import split_calibration
 from recal.data.records import Question
-from recal.judged import JudgedRun, Split, arrays, judge, verdict
+from recal.judged import JudgedRun, Split, arrays, judge, paired_verdict, verdict
 from recal.metrics import BootstrapResult, brier_score, smooth_ece
 from recal.runstore import RunStore
 from recal.samples import QuestionSamples, Sample
@@ -97,11 +97,12 @@ def _m(smooth: float, brier: float, auroc: float) -> dict[str, BootstrapResult]:
 
 def test_verdict_names_each_failure():
     reference = _m(0.2, 0.3, 0.7)
-    assert verdict(_m(0.1, 0.2, 0.7), reference, 0.25) == "good"
-    assert verdict(_m(0.1, 0.2, 0.695), reference, 0.25) == "good"  # within the tolerance
+    point = " (point estimates, not paired)"
+    assert verdict(_m(0.1, 0.2, 0.7), reference, 0.25) == "good" + point
+    assert verdict(_m(0.1, 0.2, 0.695), reference, 0.25) == "good" + point  # within tolerance
     out = verdict(_m(0.2, 0.26, 0.6), reference, 0.25)
     assert out == ("fails: does not lower smooth ECE; Brier not below the base-rate "
-                   "predictor's; lowers AUROC")
+                   "predictor's; lowers AUROC" + point)
     assert verdict(reference, reference, 0.25, is_reference=True) == "reference (no repair)"
 
 
@@ -112,3 +113,42 @@ def test_judge_is_every_metric_with_an_interval():
     out = judge(conf, corr, n_resamples=100, seed=0)
     assert out["brier_score"].estimate == pytest.approx(brier_score(conf, corr))
     assert all(r.low <= r.estimate <= r.high for r in out.values() if np.isfinite(r.estimate))
+
+
+def test_a_change_within_the_noise_is_not_called_better():
+    """A calibrated predictor and a 'repair' that only jitters it: the point estimates can favour
+    the repair (the old verdict said "good"), the paired interval of the change includes 0."""
+
+    from recal.metrics.paired import paired_difference
+
+    rng = np.random.default_rng(5)
+    conf = rng.integers(1, 10, 75) / 10
+    correct = (rng.random(75) < conf).astype(float)  # calibrated by construction
+    for seed in range(50):  # a jitter whose point estimates happen to look like a repair
+        jitter = np.clip(conf + np.random.default_rng(seed).normal(0, 0.03, 75), 0, 1)
+        point = verdict(_m(smooth_ece(jitter, correct), brier_score(jitter, correct), 0.7),
+                        _m(smooth_ece(conf, correct), brier_score(conf, correct), 0.7), 0.3)
+        if point.startswith("good"):
+            break
+    else:
+        pytest.fail("no jitter looked like a repair on point estimates")
+    paired = {m: paired_difference(m, (conf, correct), (jitter, correct), seed=0)
+              for m in ("smooth_ece", "brier_score")}
+    assert paired_verdict(paired).startswith("not distinguishable from no repair")
+
+
+def test_paired_verdict_words():
+    from recal.metrics.paired import PairedDifference
+
+    def d(metric: str, low: float, high: float) -> PairedDifference:
+        return PairedDifference(metric, (low + high) / 2, low, high, 0.95, 100)
+
+    ece, brier = "smooth_ece", "brier_score"
+    both = {ece: d(ece, -0.1, -0.05), brier: d(brier, -0.02, -0.01)}
+    assert paired_verdict(both).startswith("better (smooth_ece -0.075 [-0.100, -0.050]")
+    one = {ece: d(ece, -0.1, -0.05), brier: d(brier, -0.02, 0.01)}
+    assert paired_verdict(one).startswith("better (")
+    mixed = {ece: d(ece, -0.1, -0.05), brier: d(brier, 0.01, 0.02)}
+    assert paired_verdict(mixed).startswith("mixed (")
+    worse = {ece: d(ece, 0.01, 0.05), brier: d(brier, -0.01, 0.01)}
+    assert paired_verdict(worse).startswith("worse (")

@@ -62,10 +62,8 @@ def test_every_method_is_judged_on_questions_it_was_not_fitted_on(overconfident_
         repaired = by_name[name].heldout
         assert repaired["smooth_ece"].estimate < 0.08, name
         assert repaired["brier_score"].estimate < report.base_rate_brier, name
-        lowers_auroc = repaired["auroc"].estimate < none["auroc"].estimate - 0.01
-        assert ("lowers AUROC" in by_name[name].verdict) == lowers_auroc, name
-        if name != "histogram":  # equal-mass bins merge the 11 confidence levels: ties cost AUROC
-            assert by_name[name].verdict == "good", (name, by_name[name].verdict)
+        # paired on the same held-out questions: smooth ECE and Brier both fall, beyond the noise
+        assert by_name[name].verdict.startswith("better ("), (name, by_name[name].verdict)
         # a post-hoc map never changes which answer is given
         assert repaired["accuracy"].estimate == none["accuracy"].estimate
     assert by_name["temperature"].heldout["smooth_ece"].estimate < none["smooth_ece"].estimate
@@ -228,7 +226,7 @@ def test_confirm_temperature_resamples_the_heldout_questions(tiny_backend, tmp_p
 def test_methods_are_judged_against_the_unrepaired_confidence(overconfident_run):
     report = fit_methods(overconfident_run, FitConfig(methods=("isotonic",), n_resamples=50))
     [iso] = report.results
-    assert iso.verdict == "good"  # not the reference, though it is the only method
+    assert iso.verdict.startswith("better (")  # not the reference, though the only method
 
 
 def test_fit_runs_peer_methods_from_the_registry_and_refuses_others(overconfident_run):
@@ -236,7 +234,7 @@ def test_fit_runs_peer_methods_from_the_registry_and_refuses_others(overconfiden
                                                       n_resamples=50))
     identity, peer = report.results
     assert peer.method == "sklearn:platt" and peer.recalibrator is None
-    assert peer.verdict == "good"  # a logistic map repairs the c ** 4 overconfidence
+    assert peer.verdict.startswith("better (")  # a logistic map repairs the c ** 4 overconfidence
     assert peer.heldout["smooth_ece"].estimate < identity.heldout["smooth_ece"].estimate
     with pytest.raises(ValueError, match="is a lora repair"):
         FitConfig(methods=("lora:amortised",))
