@@ -188,15 +188,19 @@ def sample_model(flow: SampledFlow, out: str | Path, *, overwrite: bool = False,
     """Load the questions and the model of ``flow`` and sample what the run folder ``out``
     lacks; returns ``(run store, backend)``. ``announce`` hears "loading MODEL ..." before the
     model loads (the slow step)."""
+    from recal.runstore import RunStore
     from recal.sampling import sample_run
 
+    RunStore.check_folder(out, overwrite=overwrite)  # a wrong --out should not cost a load
     questions = flow.data.load()
     if announce is not None:
         announce(f"loading {flow.model.name} ...")
     backend = flow.model.load()
     store = sample_run(backend, questions, out=Path(out), config=flow.sampling,
                        style=flow.style, shots=flow.shots, dataset=flow.data.name,
-                       overwrite=overwrite, progress=flow.progress)
+                       overwrite=overwrite, progress=flow.progress,
+                       skip_bad=flow.data.skip_bad,
+                       warn=None if announce is None else (lambda m: announce(f"warning: {m}")))
     return store, backend
 
 
