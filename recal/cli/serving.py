@@ -12,9 +12,6 @@ from recal.cli.common import ApiKeyOpt, ConcurrencyOpt, ServedModelOpt, reported
 
 __all__ = ["serve"]
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
 def _warn(message: str) -> None:
     typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
 
@@ -41,23 +38,28 @@ def serve(
     max_concurrent: Annotated[int, typer.Option(min=1, help="Requests worked on at once.")] = 4,
     allow_model_mismatch: Annotated[bool, typer.Option(
         help="Serve although the upstream is not the model the scorer was fitted on.")] = False,
+    insecure_no_key: Annotated[bool, typer.Option(
+        help="Serve a non-loopback --host with no proxy key (anyone reaching it is served).")]
+        = False,
 ) -> None:
     """An OpenAI-compatible proxy that adds the calibrated confidence to each answer."""
     from recal.flows import confidence_service
 
     with reported():
         from recal.serve import ServeConfig
-        from recal.serve.app import run_server
+        from recal.serve.app import check_listen, run_server
 
+        key = proxy_key or os.environ.get("RECAL_PROXY_KEY") or None
+        check_listen(host, key, insecure_no_key=insecure_no_key)  # before anything loads
         service = confidence_service(scorer, upstream=model, served_model=served_model,
                                      api_key=api_key, concurrency=concurrency,
                                      allow_model_mismatch=allow_model_mismatch, warn=_warn)
-        config = ServeConfig(api_key=proxy_key or os.environ.get("RECAL_PROXY_KEY") or None,
+        config = ServeConfig(api_key=key,
                              max_body_bytes=max_body_bytes, max_messages=max_messages,
                              max_n=max_n, max_tokens=max_tokens,
                              request_timeout=request_timeout, max_concurrent=max_concurrent)
-    if config.api_key is None and host not in LOCAL_HOSTS:
-        _warn(f"serving on {host} with no API key (--proxy-key)")
+    if config.api_key is None and insecure_no_key:
+        _warn(f"serving on {host} with no API key (--insecure-no-key)")
     typer.echo(f"recal serve: {service.served_model} on http://{host}:{port}/v1 "
                f"(scorer {scorer}, M = {service.sampling.n_samples})", err=True)
     run_server(service, config, host=host, port=port)

@@ -20,10 +20,7 @@ import hashlib
 import inspect
 import json
 import shutil
-import threading
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,47 +32,15 @@ from recal.lines import NEWLINE, first_line
 from recal.models.base import Backend, ModelIdentity, ModelKind, first_token_ids
 from recal.models.packaged import DEFAULT_MODEL, PACKAGED_MODELS, cache_dir, fetch_gguf
 from recal.models.rng import row_keys, uniforms
+from recal.models.stop import check_stop
 from recal.prompts import Prompt, PromptTooLongError
 from recal.samples import QuestionSamples, Sample, SamplingConfig
 
-__all__ = ["TransformersBackend", "load_transformers", "SamplingStopped", "STOP_SAMPLING",
-           "sampling_deadline"]
+__all__ = ["TransformersBackend", "load_transformers"]
 
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "<|end|>")
 _BLOCK = 256  # vocabulary block for two-level inverse-CDF sampling
 _COMPACT_FRACTION = 0.25  # drop finished rows once they are this share of the batch
-
-
-class SamplingStopped(RuntimeError):
-    """Sampling was stopped between two decode steps: past its deadline, or the process is
-    shutting down (:data:`STOP_SAMPLING`). Questions finished before it are already yielded."""
-
-
-STOP_SAMPLING = threading.Event()
-"""Set it to stop every sampler of this process at its next decode step (``recal serve`` sets it
-when asked to shut down, so that no thread keeps a core busy after the answer is moot)."""
-
-_local = threading.local()
-
-
-@contextmanager
-def sampling_deadline(seconds: float) -> Iterator[None]:
-    """Within this block, in this thread, sampling raises :class:`SamplingStopped` at the first
-    decode step after ``seconds`` have passed (a request that has timed out stops computing)."""
-    before = getattr(_local, "deadline", None)
-    _local.deadline = time.monotonic() + seconds
-    try:
-        yield
-    finally:
-        _local.deadline = before
-
-
-def _check_stop() -> None:
-    if STOP_SAMPLING.is_set():
-        raise SamplingStopped("sampling stopped: the process is shutting down")
-    deadline = getattr(_local, "deadline", None)
-    if deadline is not None and time.monotonic() > deadline:
-        raise SamplingStopped("sampling stopped: past its deadline")
 
 
 def _config_hash(model: Any) -> str:
@@ -307,7 +272,7 @@ class TransformersBackend(Backend):
             attention[i, width - len(p):] = 1
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
-        _check_stop()
+        check_stop()
         logits = self._forward(input_ids=input_ids, attention_mask=attention,
                                position_ids=positions, cache=cache)
 
@@ -359,7 +324,7 @@ class TransformersBackend(Backend):
                 alive, attention, next_pos = alive[keep], attention[keep], next_pos[keep]
                 tokens = tokens[keep]
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-            _check_stop()
+            check_stop()
             logits = self._forward(input_ids=tokens[:, None], attention_mask=attention,
                                    position_ids=next_pos, cache=cache)
             next_pos = next_pos + 1
