@@ -63,7 +63,11 @@ class RunStore:
                          questions: Sequence[Question], *, overwrite: bool = False) -> RunStore:
         """Open ``path`` for a run with ``manifest``: a new folder, or a matching earlier run."""
         path = Path(path)
-        manifest = {"schema": SCHEMA_VERSION, "recal_version": __version__, **manifest}
+        # The stored hash and count are those of the questions written here, always.
+        stated = manifest.get("questions")
+        manifest = {"schema": SCHEMA_VERSION, "recal_version": __version__, **manifest,
+                    "questions": {**(stated if isinstance(stated, dict) else {}),
+                                  "count": len(questions), "hash": questions_hash(questions)}}
         if (path / MANIFEST).exists() and not overwrite:
             store = cls.open(path)
             store._check_matches(manifest)
@@ -250,10 +254,11 @@ def _check_manifest(file: Path, manifest: dict[str, Any]) -> None:
     t = sampling.get("temperature")
     if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t) or t <= 0:
         raise bad("sampling.temperature", "a positive number")
-    if not isinstance(sampling.get("greedy"), bool):
+    if "greedy" in sampling and not isinstance(sampling["greedy"], bool):
         raise bad("sampling.greedy", "true or false")
     tokens = sampling.get("max_new_tokens")
-    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+    if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool)
+                               or tokens < 1):
         raise bad("sampling.max_new_tokens", "a positive integer")
     count = questions.get("count")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
