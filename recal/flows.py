@@ -38,7 +38,7 @@ from recal.synthetic.experiment import SynthConfig
 __all__ = ["FlowSpec", "FLOWS", "SampledFlow", "MeasureFlow", "RecalibrateFlow", "SynthFlow",
            "BenchFlow", "ModelSection", "DataSection", "run_flow", "run_measure",
            "run_recalibrate", "run_synth", "run_bench_flow", "sample_model", "default_run_folder",
-           "server_options", "write_fit", "tuning_config", "confidence_service"]
+           "server_options", "write_fit", "finite_json", "tuning_config", "confidence_service"]
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,20 @@ class FlowSpec:
 FLOWS: Registry[FlowSpec] = Registry("flow")
 
 
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, so that it is written as
+    strict JSON (``null`` for undefined) that every parser reads."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def default_run_folder(model: str, dataset: str, style: str, samples: int,
                        limit: int | None) -> Path:
     """``runs/<model>-<dataset><limit>-<style>-m<samples>``: the run folder ``recal sample``
@@ -224,7 +238,8 @@ def run_recalibrate(flow: RecalibrateFlow) -> Path:
     out = Path(flow.out)
     store, _ = sample_model(flow, out)
     report = fit_methods(store, flow.fit)
-    (out / "fit.json").write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True,
+    (out / "fit.json").write_text(json.dumps(finite_json(report.to_dict()), indent=2,
+                                             sort_keys=True, allow_nan=False,
                                              default=float) + "\n")
     if flow.export is None:
         return out
@@ -272,7 +287,8 @@ def write_fit(doc: Mapping[str, Any], folder: str | Path) -> str:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "fit.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    (folder / "fit.json").write_text(json.dumps(finite_json(doc), indent=2, sort_keys=True,
+                                                allow_nan=False, default=str))
     table = fit_table(dict(doc))
     (folder / "table.md").write_text(table + "\n")
     return table

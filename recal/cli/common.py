@@ -41,14 +41,17 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @contextmanager
 def reported(*, interrupt: bool = False) -> Iterator[None]:
-    """Turn a user's mistake (:func:`recal.errors.user_errors`) into one line and exit code 2;
-    with ``interrupt``, Ctrl-C (or SIGTERM's KeyboardInterrupt) into exit code 130."""
+    """Turn a user's mistake (:func:`recal.errors.user_errors`, or a file that cannot be read
+    or written) into one line and exit code 2; with ``interrupt``, Ctrl-C into exit code 130."""
     try:
         yield
     except typer.Exit:  # already reported (an Exit is a RuntimeError)
         raise
     except user_errors() as exc:
         raise fail(user_message(exc)) from None
+    except OSError as exc:  # a path that is a file, a folder, unwritable, on a full disk ...
+        where = f": {exc.filename}" if exc.filename else ""
+        raise fail(f"{exc.strerror or exc}{where}") from None
     except KeyboardInterrupt as exc:
         if not interrupt:
             raise

@@ -60,7 +60,9 @@ def fit(
             else:
                 doc["sampling_temperature_confirmed"] = _confirm_temperature(store, report)
     folder = out or run / f"fit-{collapse}-{confidence}"
-    typer.echo(write_fit(doc, folder))
+    with reported():
+        table = write_fit(doc, folder)
+    typer.echo(table)
     typer.echo(f"\n{folder / 'fit.json'}")
 
 
@@ -82,7 +84,9 @@ def export(
         config = FitConfig(methods=(method,), scorer=confidence, collapse=collapse,
                            calibration_fraction=calibration_fraction, seed=seed)
         artifact = export_scorer(RunStore.open(run), method, config)
-    folder = artifact.save(out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; name a folder for the scorer")
+        folder = artifact.save(out)
     typer.echo(export_summary(method, artifact.metrics, folder))
 
 
@@ -121,7 +125,7 @@ def apply(
     except _errors() as exc:
         raise _fail(_message(exc)) from None
     target = out or run / "calibrated.jsonl"
-    with target.open("w", encoding="utf-8") as f:
+    with reported(), target.open("w", encoding="utf-8") as f:
         for p, c in zip(preds, calibrated, strict=True):
             f.write(dumps_line({"id": p.question_id, "answer": p.answer,
                                 "confidence": p.confidence, "calibrated": float(c),

@@ -49,7 +49,7 @@ class JsonLogFormatter(logging.Formatter):
                + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(),
                "event": record.getMessage()}
         row.update(getattr(record, "fields", {}))
-        return json.dumps(row, default=str, allow_nan=False)
+        return json.dumps(_finite(row), default=str, allow_nan=False)
 
 
 def _setup_logging() -> None:
