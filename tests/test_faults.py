@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,9 @@ def _cli(args: list[str]) -> str:
 
     from recal.cli import app
 
-    result = CliRunner().invoke(app, args)
+    with warnings.catch_warnings():  # a library's warning is not the error line
+        warnings.simplefilter("ignore")
+        result = CliRunner().invoke(app, args)
     output = result.output
     assert result.exit_code == 2, (result.exit_code, output, result.exception)
     lines = [line for line in output.splitlines()
