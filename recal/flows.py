@@ -187,14 +187,18 @@ def default_run_folder(model: str, dataset: str, style: str, samples: int,
 
 
 def server_options(model: str, served_model: str | None, api_key: str | None,
-                   concurrency: int) -> dict[str, Any]:
-    """The http backend's options when ``model`` is a server URL (refused otherwise)."""
+                   concurrency: int, *, max_prompt_tokens: int | None = None) -> dict[str, Any]:
+    """The http backend's options when ``model`` is a server URL (refused otherwise); for an
+    in-process model, its ``max_prompt_tokens`` (a server bounds prompts itself)."""
     if model.startswith(("http://", "https://")):
+        if max_prompt_tokens is not None:
+            raise ValueError("--max-prompt-tokens applies to a model run in process; a server "
+                             "(--model http://...) bounds prompts with its own context size")
         return {"served_model": served_model, "api_key": api_key, "concurrency": concurrency}
     if served_model is not None or api_key is not None:
         raise ValueError("--served-model and --api-key apply to a server URL given as --model "
                          f"(http://HOST:PORT/v1), not to {model!r}")
-    return {}
+    return {} if max_prompt_tokens is None else {"max_prompt_tokens": max_prompt_tokens}
 
 
 def sample_model(flow: SampledFlow, out: str | Path, *, overwrite: bool = False,
@@ -312,11 +316,13 @@ def tuning_config(method: str, options: Mapping[str, Any], **common: Any) -> Any
 def confidence_service(scorer: str | Path, *, upstream: str | None = None,
                        served_model: str | None = None, api_key: str | None = None,
                        concurrency: int = 8, allow_model_mismatch: bool = False,
-                       warn: Callable[[str], None] | None = None) -> Any:
+                       warn: Callable[[str], None] | None = None,
+                       max_prompt_tokens: int | None = None) -> Any:
     """The :class:`recal.serve.ConfidenceService` of ``recal serve``: the exported scorer folder
     ``scorer`` in front of ``upstream`` (default: the model the scorer was fitted on, or its
     server). With ``allow_model_mismatch`` a different upstream model is served after ``warn``
-    hears why it differs; otherwise it is refused."""
+    hears why it differs; otherwise it is refused. ``max_prompt_tokens`` caps the prompts of an
+    in-process upstream (default: its context less the answer's room)."""
     from recal.models import load_backend
     from recal.scorer import load_scorer
     from recal.serve import ConfidenceService
@@ -327,7 +333,8 @@ def confidence_service(scorer: str | Path, *, upstream: str | None = None,
     model = upstream or artifact.model["source" if over_http else "name"]
     served = served_model or (artifact.model["name"] if upstream is None and over_http else None)
     backend = load_backend(model, kind=artifact.model.get("kind"),
-                           **server_options(model, served, api_key, concurrency))
+                           **server_options(model, served, api_key, concurrency,
+                                            max_prompt_tokens=max_prompt_tokens))
     try:
         return ConfidenceService(artifact, backend)
     except ModelMismatchError as exc:

@@ -127,6 +127,20 @@ def big_question_through_the_cli(f: Faults) -> str:
                  "--max-new-tokens", "4", "--no-progress", "--out", str(data.parent / "run")])
 
 
+def max_prompt_tokens_through_the_cli(f: Faults) -> str:
+    data = f.folder() / "q.jsonl"
+    rows = [*QUESTIONS, Question("long-q", "abcd " * 30, ("a",))]  # 5-shot prompts: ~270
+    data.write_text("".join(json.dumps(q.to_dict()) + "\n" for q in rows))
+    return _cli(["sample", "--model", str(f.model_dir), "--dataset", str(data), "--samples", "2",
+                 "--max-new-tokens", "4", "--no-progress", "--max-prompt-tokens", "320",
+                 "--out", str(data.parent / "run")])
+
+
+def max_prompt_tokens_for_a_server(f: Faults) -> str:
+    return _cli(["sample", "--model", "http://127.0.0.1:9/v1", "--max-prompt-tokens", "30",
+                 "--out", str(f.root / "unused")])
+
+
 def sampling_past_its_deadline_stops(f: Faults) -> str:
     from recal.models.stop import SamplingStopped, sampling_deadline
 
@@ -246,6 +260,24 @@ def export_out_is_a_file(f: Faults) -> str:
     message = _cli(["export", str(store.path), "--method", "histogram", "--out", str(target)])
     assert target.read_text() == "mine"
     return message
+
+
+def export_out_unwritable(f: Faults) -> str:
+    store = f.run(questions=[Question(f"e{i}", f"{'abcd'[i % 4]} {i}?", ("a",))
+                             for i in range(24)])
+    blocker = f.folder() / "afile"
+    blocker.write_text("mine")  # a folder cannot be made inside a file
+    return _cli(["export", str(store.path), "--method", "histogram",
+                 "--out", str(blocker / "scorer")])
+
+
+def fit_out_unwritable(f: Faults) -> str:
+    store = f.run(questions=[Question(f"e{i}", f"{'abcd'[i % 4]} {i}?", ("a",))
+                             for i in range(24)])
+    blocker = f.folder() / "afile"
+    blocker.write_text("mine")
+    return _cli(["fit", str(store.path), "--methods", "histogram", "--resamples", "20",
+                 "--out", str(blocker / "fit")])
 
 
 def csv_unterminated_quote(f: Faults) -> str:
@@ -397,6 +429,10 @@ CASES: list[Case] = [
     Case("sample: a 1 MB question, --skip-bad", big_question_skipped_with_skip_bad, "huge-1"),
     Case("sample: over max_prompt_tokens", prompt_over_max_prompt_tokens, "max_prompt_tokens"),
     Case("sample: a 1 MB question via the CLI", big_question_through_the_cli, "'huge-1'"),
+    Case("sample: --max-prompt-tokens via the CLI", max_prompt_tokens_through_the_cli,
+         "'long-q'"),
+    Case("sample: --max-prompt-tokens with a server", max_prompt_tokens_for_a_server,
+         "applies to a model run in process"),
     Case("sample: past its deadline", sampling_past_its_deadline_stops, "deadline"),
     Case("run: n_samples edited", manifest_n_samples_edited, "sampling.n_samples = 50"),
     Case("run: greedy edited", manifest_greedy_edited, "sampling.greedy"),
@@ -414,6 +450,8 @@ CASES: list[Case] = [
     Case("cli: --dataset a folder", dataset_is_a_folder, "dataset"),
     Case("cli: --tau-grid 0.5,abc", tau_grid_not_numbers, "--tau-grid must be"),
     Case("cli: export --out a file", export_out_is_a_file, "is a file"),
+    Case("cli: export --out unwritable", export_out_unwritable, "not a directory"),
+    Case("cli: fit --out unwritable", fit_out_unwritable, "not a directory"),
     Case("data: CSV unterminated quote", csv_unterminated_quote,
          "line 3: a quoted field is never closed"),
     Case("run: --overwrite leaves no derived files", overwrite_removes_derived_files,

@@ -95,6 +95,9 @@ ServedModelOpt = Annotated[str | None, typer.Option(
 ApiKeyOpt = Annotated[str | None, typer.Option(
     help="With a server URL: its API key (default: $RECAL_API_KEY, else $OPENAI_API_KEY).")]
 ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="With a server URL: requests in flight.")]
+MaxPromptTokensOpt = Annotated[int | None, typer.Option(
+    min=1, help="Longest prompt in tokens of a model run in process (default: its context less "
+                "the answer's room); longer ones are refused (or skipped with --skip-bad).")]
 TauGridOpt = Annotated[str, typer.Option(
     help="Comma-separated temperatures to record for refitting the sampling temperature "
          "(recal fit), e.g. 0.5,0.7,1,1.4,2; empty: none.")]

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from recal.cli.common import ApiKeyOpt, ConcurrencyOpt, ServedModelOpt, reported
+from recal.cli.common import (
+    ApiKeyOpt,
+    ConcurrencyOpt,
+    MaxPromptTokensOpt,
+    ServedModelOpt,
+    reported,
+)
 
 __all__ = ["serve"]
 
@@ -24,7 +30,7 @@ def serve(
         help="The upstream: a server URL (http://HOST:PORT/v1) or any --model of recal sample "
              "(default: the model the scorer was fitted on).")] = None,
     served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
-    concurrency: ConcurrencyOpt = 8,
+    concurrency: ConcurrencyOpt = 8, max_prompt_tokens: MaxPromptTokensOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     proxy_key: Annotated[str | None, typer.Option(
@@ -53,7 +59,8 @@ def serve(
         check_listen(host, key, insecure_no_key=insecure_no_key)  # before anything loads
         service = confidence_service(scorer, upstream=model, served_model=served_model,
                                      api_key=api_key, concurrency=concurrency,
-                                     allow_model_mismatch=allow_model_mismatch, warn=_warn)
+                                     allow_model_mismatch=allow_model_mismatch, warn=_warn,
+                                     max_prompt_tokens=max_prompt_tokens)
         config = ServeConfig(api_key=key,
                              max_body_bytes=max_body_bytes, max_messages=max_messages,
                              max_n=max_n, max_tokens=max_tokens,

@@ -95,8 +95,8 @@ def _resolve(name_or_path: str, cache: Path) -> tuple[str, str, ModelKind | None
 
 
 def load_transformers(name_or_path: str = DEFAULT_MODEL, *, kind: ModelKind | None = None,
-                      cache: Path | None = None,
-                      max_prompt_tokens: int | None = None) -> TransformersBackend:
+                      cache: Path | None = None, max_prompt_tokens: int | None = None,
+                      **unknown: Any) -> TransformersBackend:
     """Load a packaged model name, a GGUF file, a local folder or a hub id with transformers.
 
     ``kind`` ('chat' or 'base') overrides what recal infers: packaged models know theirs; other
@@ -104,6 +104,9 @@ def load_transformers(name_or_path: str = DEFAULT_MODEL, *, kind: ModelKind | No
     ``max_prompt_tokens`` (default: the model's context less the answer's room) is refused
     before any forward pass.
     """
+    if unknown:
+        raise ValueError("the transformers backend takes no options but max_prompt_tokens, "
+                         f"got {sorted(unknown)}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
