@@ -416,6 +416,7 @@ def run_server(service: ConfidenceService, config: ServeConfig, *, host: str = "
             log.info("stop", extra={"fields": {"signal": sig}})
             super().handle_exit(sig, frame)
 
+    STOP_SAMPLING.clear()  # a server run earlier in this process may have set it
     app = create_app(service, config)
     log.info("start", extra={"fields": {"host": host, "port": port, "auth": config.api_key
                                         is not None, **service.describe()}})
