@@ -592,12 +592,11 @@ def sigterm_stops_a_busy_server(f: Faults) -> str:
     proc.send_signal(signal.SIGTERM)
     start = time.monotonic()
     try:
-        proc.wait(timeout=8)
+        proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise AssertionError("recal serve still ran 8 s after SIGTERM") from None
+        raise AssertionError("recal serve still ran 5 s after SIGTERM") from None
     seconds = time.monotonic() - start
-    assert seconds < 8
     return f"stopped {seconds:.1f} s after SIGTERM while computing"
 
 
