@@ -38,7 +38,7 @@ from recal.synthetic.experiment import SynthConfig
 __all__ = ["FlowSpec", "FLOWS", "SampledFlow", "MeasureFlow", "RecalibrateFlow", "SynthFlow",
            "BenchFlow", "ModelSection", "DataSection", "run_flow", "run_measure",
            "run_recalibrate", "run_synth", "run_bench_flow", "sample_model", "default_run_folder",
-           "server_options", "write_fit", "tuning_config", "confidence_service"]
+           "server_options", "write_fit", "finite_json", "tuning_config", "confidence_service"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,20 @@ class FlowSpec:
 FLOWS: Registry[FlowSpec] = Registry("flow")
 
 
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, so that it is written as
+    strict JSON (``null`` for undefined) that every parser reads."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def default_run_folder(model: str, dataset: str, style: str, samples: int,
                        limit: int | None) -> Path:
     """``runs/<model>-<dataset><limit>-<style>-m<samples>``: the run folder ``recal sample``
@@ -174,14 +188,18 @@ def default_run_folder(model: str, dataset: str, style: str, samples: int,
 
 
 def server_options(model: str, served_model: str | None, api_key: str | None,
-                   concurrency: int) -> dict[str, Any]:
-    """The http backend's options when ``model`` is a server URL (refused otherwise)."""
+                   concurrency: int, *, max_prompt_tokens: int | None = None) -> dict[str, Any]:
+    """The http backend's options when ``model`` is a server URL (refused otherwise); for an
+    in-process model, its ``max_prompt_tokens`` (a server bounds prompts itself)."""
     if model.startswith(("http://", "https://")):
+        if max_prompt_tokens is not None:
+            raise ValueError("--max-prompt-tokens applies to a model run in process; a server "
+                             "(--model http://...) bounds prompts with its own context size")
         return {"served_model": served_model, "api_key": api_key, "concurrency": concurrency}
     if served_model is not None or api_key is not None:
         raise ValueError("--served-model and --api-key apply to a server URL given as --model "
                          f"(http://HOST:PORT/v1), not to {model!r}")
-    return {}
+    return {} if max_prompt_tokens is None else {"max_prompt_tokens": max_prompt_tokens}
 
 
 def sample_model(flow: SampledFlow, out: str | Path, *, overwrite: bool = False,
@@ -189,15 +207,19 @@ def sample_model(flow: SampledFlow, out: str | Path, *, overwrite: bool = False,
     """Load the questions and the model of ``flow`` and sample what the run folder ``out``
     lacks; returns ``(run store, backend)``. ``announce`` hears "loading MODEL ..." before the
     model loads (the slow step)."""
+    from recal.runstore import RunStore
     from recal.sampling import sample_run
 
+    RunStore.check_folder(out, overwrite=overwrite)  # a wrong --out should not cost a load
     questions = flow.data.load()
     if announce is not None:
         announce(f"loading {flow.model.name} ...")
     backend = flow.model.load()
     store = sample_run(backend, questions, out=Path(out), config=flow.sampling,
                        style=flow.style, shots=flow.shots, dataset=flow.data.name,
-                       overwrite=overwrite, progress=flow.progress)
+                       overwrite=overwrite, progress=flow.progress,
+                       skip_bad=flow.data.skip_bad,
+                       warn=None if announce is None else (lambda m: announce(f"warning: {m}")))
     return store, backend
 
 
@@ -221,7 +243,8 @@ def run_recalibrate(flow: RecalibrateFlow) -> Path:
     out = Path(flow.out)
     store, _ = sample_model(flow, out)
     report = fit_methods(store, flow.fit)
-    (out / "fit.json").write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True,
+    (out / "fit.json").write_text(json.dumps(finite_json(report.to_dict()), indent=2,
+                                             sort_keys=True, allow_nan=False,
                                              default=float) + "\n")
     if flow.export is None:
         return out
@@ -265,7 +288,8 @@ def write_fit(doc: Mapping[str, Any], folder: str | Path) -> str:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "fit.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    (folder / "fit.json").write_text(json.dumps(finite_json(doc), indent=2, sort_keys=True,
+                                                allow_nan=False, default=str))
     table = fit_table(dict(doc))
     (folder / "table.md").write_text(table + "\n")
     return table
@@ -289,11 +313,13 @@ def tuning_config(method: str, options: Mapping[str, Any], **common: Any) -> Any
 def confidence_service(scorer: str | Path, *, upstream: str | None = None,
                        served_model: str | None = None, api_key: str | None = None,
                        concurrency: int = 8, allow_model_mismatch: bool = False,
-                       warn: Callable[[str], None] | None = None) -> Any:
+                       warn: Callable[[str], None] | None = None,
+                       max_prompt_tokens: int | None = None) -> Any:
     """The :class:`recal.serve.ConfidenceService` of ``recal serve``: the exported scorer folder
     ``scorer`` in front of ``upstream`` (default: the model the scorer was fitted on, or its
     server). With ``allow_model_mismatch`` a different upstream model is served after ``warn``
-    hears why it differs; otherwise it is refused."""
+    hears why it differs; otherwise it is refused. ``max_prompt_tokens`` caps the prompts of an
+    in-process upstream (default: its context less the answer's room)."""
     from recal.models import load_backend
     from recal.scorer import load_scorer
     from recal.serve import ConfidenceService
@@ -304,7 +330,8 @@ def confidence_service(scorer: str | Path, *, upstream: str | None = None,
     model = upstream or artifact.model["source" if over_http else "name"]
     served = served_model or (artifact.model["name"] if upstream is None and over_http else None)
     backend = load_backend(model, kind=artifact.model.get("kind"),
-                           **server_options(model, served, api_key, concurrency))
+                           **server_options(model, served, api_key, concurrency,
+                                            max_prompt_tokens=max_prompt_tokens))
     try:
         return ConfidenceService(artifact, backend)
     except ModelMismatchError as exc:

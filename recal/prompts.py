@@ -13,7 +13,7 @@ from typing import Literal, get_args
 from recal.data.records import Question
 
 __all__ = ["Style", "STYLES", "DEFAULT_MAX_NEW_TOKENS", "Prompt", "Exemplar", "EXEMPLARS",
-           "build_prompt", "stops_at_newline"]
+           "build_prompt", "stops_at_newline", "PromptTooLongError"]
 
 Style = Literal["concise", "sentence", "cot"]
 STYLES: tuple[str, ...] = get_args(Style)
@@ -29,6 +29,17 @@ _CHAT_INSTRUCTIONS: dict[str, str] = {
         "'Answer: <answer>'."
     ),
 }
+
+
+class PromptTooLongError(ValueError):
+    """A prompt has more tokens than the model may be given (its context less the answer's
+    room, or a configured maximum); raised before any forward pass."""
+
+    def __init__(self, question_id: str, tokens: int, limit: int, why: str) -> None:
+        super().__init__(f"question {question_id!r}: its prompt has {tokens} tokens, more than "
+                         f"the {limit} allowed ({why}); shorten it, or pass --skip-bad to skip "
+                         "it")
+        self.question_id, self.tokens, self.limit = question_id, tokens, limit
 
 
 @dataclass(frozen=True)

@@ -138,3 +138,23 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(tiny_model_dir, tmp_path):
     for r in _records(clean_out):
         assert [s["token_ids"] for s in by_id[r["id"]]["samples"]] == [
             s["token_ids"] for s in r["samples"]]
+
+
+def test_the_stored_question_hash_is_always_that_of_the_questions_written(tmp_path):
+    from recal.data.records import questions_hash
+
+    manifest = {"model": {"kind": "base", "backend": "test", "config_hash": "h"},
+                "style": "concise", "shots": None,
+                "sampling": {"n_samples": 2, "temperature": 1.0},
+                "questions": {"dataset": "d", "count": 99, "hash": "stale"}}
+    store = RunStore.create_or_resume(tmp_path, manifest, QUESTIONS[:3])
+    stored = json.loads((tmp_path / "manifest.json").read_text())["questions"]
+    assert stored == {"dataset": "d", "count": 3, "hash": questions_hash(QUESTIONS[:3])}
+    assert RunStore.open(tmp_path).questions() == QUESTIONS[:3] == store.questions()
+
+
+def test_a_run_that_checks_out_opens_and_reads(tiny_backend, tmp_path):
+    sample_run(tiny_backend, QUESTIONS[:3], out=tmp_path, config=CONFIG, progress=False)
+    store = RunStore.open(tmp_path)
+    assert store.n_samples == CONFIG.n_samples
+    assert {r.question_id for r in store} == {q.id for q in QUESTIONS[:3]}

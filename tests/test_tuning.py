@@ -200,7 +200,7 @@ def test_distribution_reference_target_matches_classes_as_text(tmp_path):
     manifest = {**store.manifest, "model": {**store.manifest["model"], "config_hash": "other"}}
     ref = RunStore.create_or_resume(tmp_path / "ref", manifest, questions)
     for q in questions:
-        ref.append(QuestionSamples(q.id, tuple(_sample(ref_backend, "ab") for _ in range(4))))
+        ref.append(QuestionSamples(q.id, tuple(_sample(ref_backend, "ab") for _ in range(M))))
     config = DistributionConfig(target="reference", reference=str(tmp_path / "ref"),
                                 max_epochs=5, learning_rate=1e-2, n_resamples=20,
                                 eval_samples=2, eval_limit=2)

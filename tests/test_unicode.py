@@ -29,6 +29,11 @@ from recal.semantic.normalize import extract_answer
 SEPARATORS = "\u2028\u2029\u0085\x0b\x0c\x1c\x1d\x1e\r"
 AWKWARD = SEPARATORS + "\x00\u200f\u202e\u0301\U0001f600\ufeff\ud7ff\ue000\uffff"
 
+def _manifest(n_samples: int) -> dict:
+    """A run store's manifest for records of ``n_samples`` samples each (the store checks it)."""
+    return {**MANIFEST, "sampling": {**MANIFEST["sampling"], "n_samples": n_samples}}
+
+
 MANIFEST = {"model": {"name": "m", "kind": "chat", "backend": "test", "config_hash": "h"},
             "style": "concise", "shots": 0,
             "questions": {"count": 1, "dataset": "d\u2028", "hash": "x"},
@@ -46,7 +51,7 @@ def _record(qid: str, texts: list[str]) -> QuestionSamples:
 def test_a_sampled_line_separator_does_not_split_a_record(tmp_path):
     """The regression behind the README's first command failing after 30 minutes."""
     question = Question("q0", "Capital of France?", ("Paris",))
-    store = RunStore.create_or_resume(tmp_path / "run", MANIFEST, [question])
+    store = RunStore.create_or_resume(tmp_path / "run", _manifest(4), [question])
     texts = ["Paris\u2028France", "Paris\u0085", "Lyon\u2029", "Paris"]
     store.append(_record("q0", texts))
     raw = (tmp_path / "run" / "samples.jsonl").read_text(encoding="utf-8")
@@ -65,7 +70,7 @@ def test_a_sampled_line_separator_does_not_split_a_record(tmp_path):
 def test_a_run_written_by_the_previous_writer_opens_unchanged(tmp_path):
     """Runs written before the fix (ensure_ascii=False) read without any migration."""
     question = Question("q0", "Q\u2028?", ("a\u0085",))
-    store = RunStore.create_or_resume(tmp_path, MANIFEST, [question])
+    store = RunStore.create_or_resume(tmp_path, _manifest(2), [question])
     record = _record("q0", ["a\u2028b", "c"])
     (tmp_path / "questions.jsonl").write_text(
         json.dumps(question.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8")
@@ -77,7 +82,7 @@ def test_a_run_written_by_the_previous_writer_opens_unchanged(tmp_path):
 
 
 def test_a_damaged_line_is_named_and_a_partial_tail_is_not_a_record(tmp_path):
-    store = RunStore.create_or_resume(tmp_path, MANIFEST, [Question("q0", "Q?", ("a",))])
+    store = RunStore.create_or_resume(tmp_path, _manifest(1), [Question("q0", "Q?", ("a",))])
     store.append(_record("q0", ["a\u2028"]))
     with (tmp_path / "samples.jsonl").open("ab") as f:
         f.write(b'{"id": "q1", "samples": [')  # a writer killed mid-line
@@ -125,7 +130,7 @@ def test_any_unicode_round_trips_through_every_file(tmp_path_factory, question, 
     q = Question("q\u2028" + name, "Q" + question, tuple("A" + g for g in gold),
                  metadata={"note": name})
     record = _record(q.id, texts)
-    store = RunStore.create_or_resume(folder / "run", {**MANIFEST, "style": "concise"}, [q])
+    store = RunStore.create_or_resume(folder / "run", _manifest(len(texts)), [q])
     store.append(record)
     again = RunStore.open(folder / "run")
     assert again.questions() == [q]

@@ -45,11 +45,22 @@ def _exit_on_sigterm() -> None:
 
 
 def main() -> None:
+    import os
+    import signal
+
     _exit_on_sigterm()
     try:
         app()
     except BrokenPipeError:  # `recal models | head`
         sys.exit(0)
+    except SystemExit as exc:
+        if exc.code != 128 + signal.SIGTERM:
+            raise
+        # Stopped by SIGTERM: every ``finally`` has run and what was finished is on disk; skip
+        # the interpreter's teardown of torch and its threads (seconds), so a stop is prompt.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.code)
 
 
 if __name__ == "__main__":

@@ -41,14 +41,17 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @contextmanager
 def reported(*, interrupt: bool = False) -> Iterator[None]:
-    """Turn a user's mistake (:func:`recal.errors.user_errors`) into one line and exit code 2;
-    with ``interrupt``, Ctrl-C (or SIGTERM's KeyboardInterrupt) into exit code 130."""
+    """Turn a user's mistake (:func:`recal.errors.user_errors`, or a file that cannot be read
+    or written) into one line and exit code 2; with ``interrupt``, Ctrl-C into exit code 130."""
     try:
         yield
     except typer.Exit:  # already reported (an Exit is a RuntimeError)
         raise
     except user_errors() as exc:
         raise fail(user_message(exc)) from None
+    except OSError as exc:  # a path that is a file, a folder, unwritable, on a full disk ...
+        where = f": {exc.filename}" if exc.filename else ""
+        raise fail(f"{exc.strerror or exc}{where}") from None
     except KeyboardInterrupt as exc:
         if not interrupt:
             raise
@@ -92,6 +95,9 @@ ServedModelOpt = Annotated[str | None, typer.Option(
 ApiKeyOpt = Annotated[str | None, typer.Option(
     help="With a server URL: its API key (default: $RECAL_API_KEY, else $OPENAI_API_KEY).")]
 ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="With a server URL: requests in flight.")]
+MaxPromptTokensOpt = Annotated[int | None, typer.Option(
+    min=1, help="Longest prompt in tokens of a model run in process (default: its context less "
+                "the answer's room); longer ones are refused (or skipped with --skip-bad).")]
 TauGridOpt = Annotated[str, typer.Option(
     help="Comma-separated temperatures to record for refitting the sampling temperature "
          "(recal fit), e.g. 0.5,0.7,1,1.4,2; empty: none.")]

@@ -19,6 +19,7 @@ from recal.cli.common import (
     GreedyOpt,
     KindOpt,
     LimitOpt,
+    MaxPromptTokensOpt,
     MaxTokensOpt,
     ModelOpt,
     OutOpt,
@@ -58,7 +59,8 @@ def models() -> None:
 
 SAMPLING_OPTIONS = ("model", "dataset", "data_dir", "limit", "samples", "temperature", "style",
                     "shots", "max_new_tokens", "greedy", "seed", "batch_rows", "kind", "skip_bad",
-                    "progress", "tau_grid", "served_model", "api_key", "concurrency")
+                    "progress", "tau_grid", "served_model", "api_key", "concurrency",
+                    "max_prompt_tokens")
 """The parameters of :func:`sampled_flow`: the options of every command that samples."""
 
 
@@ -67,7 +69,7 @@ def sampled_flow(cls: type, *, model: str, dataset: str, data_dir: Path | None, 
                  max_new_tokens: int | None, greedy: bool, seed: int, batch_rows: int,
                  kind: str | None, skip_bad: bool, progress: bool, tau_grid: str,
                  served_model: str | None, api_key: str | None, concurrency: int,
-                 **fields: Any) -> Any:
+                 max_prompt_tokens: int | None = None, **fields: Any) -> Any:
     """The sampling options as a :class:`recal.flows.SampledFlow` (or subclass ``cls``, given
     its own ``fields``); option mistakes are caught here, before any model loads."""
     from recal.flows import DataSection, ModelSection, server_options
@@ -83,7 +85,8 @@ def sampled_flow(cls: type, *, model: str, dataset: str, data_dir: Path | None, 
         sampling = SamplingConfig(n_samples=samples, temperature=temperature,
                                   max_new_tokens=max_new_tokens, greedy=greedy, seed=seed,
                                   batch_rows=batch_rows, tau_grid=grid)
-        options = server_options(model, served_model, api_key, concurrency)
+        options = server_options(model, served_model, api_key, concurrency,
+                                 max_prompt_tokens=max_prompt_tokens)
         return cls(model=ModelSection(name=model, kind=kind, options=options),  # type: ignore[arg-type]
                    data=DataSection(name=dataset, data_dir=str(data_dir) if data_dir else None,
                                     limit=limit, skip_bad=skip_bad),
@@ -102,7 +105,7 @@ def sample(
     batch_rows: BatchRowsOpt = 256, kind: KindOpt = None, skip_bad: SkipBadOpt = False,
     out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
     tau_grid: TauGridOpt = "", served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
-    concurrency: ConcurrencyOpt = 8,
+    concurrency: ConcurrencyOpt = 8, max_prompt_tokens: MaxPromptTokensOpt = None,
 ) -> None:
     """Sample M answers per question into a resumable run folder."""
     from recal.flows import SampledFlow, default_run_folder, sample_model
@@ -123,7 +126,7 @@ def measure(
     batch_rows: BatchRowsOpt = 256, kind: KindOpt = None, skip_bad: SkipBadOpt = False,
     out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
     tau_grid: TauGridOpt = "", served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
-    concurrency: ConcurrencyOpt = 8,
+    concurrency: ConcurrencyOpt = 8, max_prompt_tokens: MaxPromptTokensOpt = None,
     collapse: Annotated[str, typer.Option(
         help=f"Collapsing function B: {', '.join(COLLAPSERS)}.")] = "normalized",
     confidence: Annotated[str, typer.Option(

@@ -60,7 +60,9 @@ def fit(
             else:
                 doc["sampling_temperature_confirmed"] = confirm_temperature(store, report)
     folder = out or run / f"fit-{collapse}-{confidence}"
-    typer.echo(write_fit(doc, folder))
+    with reported():
+        table = write_fit(doc, folder)
+    typer.echo(table)
     typer.echo(f"\n{folder / 'fit.json'}")
 
 
@@ -82,11 +84,12 @@ def export(
         config = FitConfig(methods=(method,), scorer=confidence, collapse=collapse,
                            calibration_fraction=calibration_fraction, seed=seed)
         artifact = export_scorer(RunStore.open(run), method, config)
-    folder = artifact.save(out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; name a folder for the scorer")
+        folder = artifact.save(out)
     typer.echo(export_summary(method, artifact.metrics, folder))
 
 
-# ------------------------------------------------------------------------------------------------
 def apply(
     run: RunArg,
     scorer: Annotated[Path, typer.Option(help="An exported scorer folder.")] = Path("scorer"),
@@ -101,7 +104,7 @@ def apply(
     with reported():
         rows = apply_scorer(RunStore.open(run), load_scorer(scorer))
     target = out or run / "calibrated.jsonl"
-    with target.open("w", encoding="utf-8") as f:
+    with reported(), target.open("w", encoding="utf-8") as f:
         f.writelines(dumps_line(row.to_dict()) for row in rows)
     typer.echo(f"{len(rows)} calibrated confidences written to {target}")
 

@@ -8,12 +8,15 @@ from typing import Annotated
 
 import typer
 
-from recal.cli.common import ApiKeyOpt, ConcurrencyOpt, ServedModelOpt, reported
+from recal.cli.common import (
+    ApiKeyOpt,
+    ConcurrencyOpt,
+    MaxPromptTokensOpt,
+    ServedModelOpt,
+    reported,
+)
 
 __all__ = ["serve"]
-
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
 
 def _warn(message: str) -> None:
     typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
@@ -27,7 +30,7 @@ def serve(
         help="The upstream: a server URL (http://HOST:PORT/v1) or any --model of recal sample "
              "(default: the model the scorer was fitted on).")] = None,
     served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
-    concurrency: ConcurrencyOpt = 8,
+    concurrency: ConcurrencyOpt = 8, max_prompt_tokens: MaxPromptTokensOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     proxy_key: Annotated[str | None, typer.Option(
@@ -41,23 +44,29 @@ def serve(
     max_concurrent: Annotated[int, typer.Option(min=1, help="Requests worked on at once.")] = 4,
     allow_model_mismatch: Annotated[bool, typer.Option(
         help="Serve although the upstream is not the model the scorer was fitted on.")] = False,
+    insecure_no_key: Annotated[bool, typer.Option(
+        help="Serve a non-loopback --host with no proxy key (anyone reaching it is served).")]
+        = False,
 ) -> None:
     """An OpenAI-compatible proxy that adds the calibrated confidence to each answer."""
     from recal.flows import confidence_service
 
     with reported():
         from recal.serve import ServeConfig
-        from recal.serve.app import run_server
+        from recal.serve.app import check_listen, run_server
 
+        key = proxy_key or os.environ.get("RECAL_PROXY_KEY") or None
+        check_listen(host, key, insecure_no_key=insecure_no_key)  # before anything loads
         service = confidence_service(scorer, upstream=model, served_model=served_model,
                                      api_key=api_key, concurrency=concurrency,
-                                     allow_model_mismatch=allow_model_mismatch, warn=_warn)
-        config = ServeConfig(api_key=proxy_key or os.environ.get("RECAL_PROXY_KEY") or None,
+                                     allow_model_mismatch=allow_model_mismatch, warn=_warn,
+                                     max_prompt_tokens=max_prompt_tokens)
+        config = ServeConfig(api_key=key,
                              max_body_bytes=max_body_bytes, max_messages=max_messages,
                              max_n=max_n, max_tokens=max_tokens,
                              request_timeout=request_timeout, max_concurrent=max_concurrent)
-    if config.api_key is None and host not in LOCAL_HOSTS:
-        _warn(f"serving on {host} with no API key (--proxy-key)")
+    if config.api_key is None and insecure_no_key:
+        _warn(f"serving on {host} with no API key (--insecure-no-key)")
     typer.echo(f"recal serve: {service.served_model} on http://{host}:{port}/v1 "
                f"(scorer {scorer}, M = {service.sampling.n_samples})", err=True)
     run_server(service, config, host=host, port=port)

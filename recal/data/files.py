@@ -118,11 +118,15 @@ def _csv_header(reader: Any, source: str, fields: FieldMap) -> list[str]:
 
 def _csv_records(path: Path, source: str, fields: FieldMap) -> Iterator[Record]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
+        # strict: a quote never closed is an error at its row, not a field that swallows the
+        # rest of the file (and, with skip_bad, the rows after it).
+        reader = csv.reader(handle, strict=True)
+        start = 1
         try:
             header = _csv_header(reader, source, fields)
             index = 0
             end_of_previous = reader.line_num
+            start = end_of_previous + 1
             for cells in reader:
                 start, end_of_previous = end_of_previous + 1, reader.line_num
                 if not any(cell.strip() for cell in cells):
@@ -133,8 +137,11 @@ def _csv_records(path: Path, source: str, fields: FieldMap) -> Iterator[Record]:
                 else:
                     yield Record(start, index, dict(zip(header, cells, strict=True)))
                 index += 1
+                start = end_of_previous + 1
         except csv.Error as exc:
-            raise DataFormatError(source, reader.line_num, f"unreadable CSV ({exc})") from None
+            reason = ("a quoted field is never closed" if "end of data" in str(exc)
+                      else f"unreadable CSV ({exc})")
+            raise DataFormatError(source, start, reason) from None
         except UnicodeDecodeError as exc:
             raise DataFormatError(source, None, f"is not UTF-8 text ({exc.reason})") from None
 

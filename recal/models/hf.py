@@ -32,7 +32,8 @@ from recal.lines import NEWLINE, first_line
 from recal.models.base import Backend, ModelIdentity, ModelKind, first_token_ids
 from recal.models.packaged import DEFAULT_MODEL, PACKAGED_MODELS, cache_dir, fetch_gguf
 from recal.models.rng import row_keys, uniforms
-from recal.prompts import Prompt
+from recal.models.stop import check_stop
+from recal.prompts import Prompt, PromptTooLongError
 from recal.samples import QuestionSamples, Sample, SamplingConfig
 
 __all__ = ["TransformersBackend", "load_transformers"]
@@ -94,12 +95,18 @@ def _resolve(name_or_path: str, cache: Path) -> tuple[str, str, ModelKind | None
 
 
 def load_transformers(name_or_path: str = DEFAULT_MODEL, *, kind: ModelKind | None = None,
-                      cache: Path | None = None) -> TransformersBackend:
+                      cache: Path | None = None, max_prompt_tokens: int | None = None,
+                      **unknown: Any) -> TransformersBackend:
     """Load a packaged model name, a GGUF file, a local folder or a hub id with transformers.
 
     ``kind`` ('chat' or 'base') overrides what recal infers: packaged models know theirs; other
-    models count as chat models when their tokenizer has a chat template.
+    models count as chat models when their tokenizer has a chat template. A prompt longer than
+    ``max_prompt_tokens`` (default: the model's context less the answer's room) is refused
+    before any forward pass.
     """
+    if unknown:
+        raise ValueError("the transformers backend takes no options but max_prompt_tokens, "
+                         f"got {sorted(unknown)}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -112,7 +119,7 @@ def load_transformers(name_or_path: str = DEFAULT_MODEL, *, kind: ModelKind | No
         "chat" if getattr(tokenizer, "chat_template", None) else "base")
     identity = ModelIdentity(name=name_or_path, kind=resolved_kind, backend="transformers",
                              source=source, config_hash=_config_hash(model))
-    return TransformersBackend(model, tokenizer, identity)
+    return TransformersBackend(model, tokenizer, identity, max_prompt_tokens=max_prompt_tokens)
 
 
 @dataclass
@@ -133,7 +140,14 @@ class _Row:
 class TransformersBackend(Backend):
     """Samples from a ``transformers`` causal LM in process, with the batched sampler above."""
 
-    def __init__(self, model: Any, tokenizer: Any, identity: ModelIdentity) -> None:
+    def __init__(self, model: Any, tokenizer: Any, identity: ModelIdentity, *,
+                 max_prompt_tokens: int | None = None) -> None:
+        if max_prompt_tokens is not None and (not isinstance(max_prompt_tokens, int)
+                                              or max_prompt_tokens < 1):
+            raise ValueError(f"max_prompt_tokens must be a positive integer or None, got "
+                             f"{max_prompt_tokens!r}")
+        self.max_prompt_tokens = max_prompt_tokens
+        """Longest prompt in tokens (None: the model's context less the answer's room)."""
         self.model = model
         self.tokenizer = tokenizer
         self.identity = identity
@@ -181,13 +195,45 @@ class TransformersBackend(Backend):
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return list(self.tokenizer(prompt.text)["input_ids"])
 
+    @property
+    def context_length(self) -> int | None:
+        """Positions the model can attend to (its config's ``max_position_embeddings``)."""
+        config = self.model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = getattr(config, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def prompt_limit(self, max_new_tokens: int) -> tuple[int | None, str]:
+        """The most prompt tokens allowed when answers may take ``max_new_tokens``, and why:
+        the context less the answer's room, or :attr:`max_prompt_tokens` when smaller."""
+        limit, why = None, ""
+        if self.context_length is not None:
+            limit = max(self.context_length - max_new_tokens, 0)
+            why = (f"the model's context of {self.context_length} tokens less "
+                   f"{max_new_tokens} for the answer")
+        if self.max_prompt_tokens is not None and (limit is None or self.max_prompt_tokens < limit):
+            limit, why = self.max_prompt_tokens, "max_prompt_tokens"
+        return limit, why
+
+    def check_prompt(self, question_id: str, prompt: Prompt | list[int],
+                     max_new_tokens: int) -> list[int]:
+        """The prompt's token ids, or :class:`recal.prompts.PromptTooLongError` naming
+        ``question_id`` when it exceeds :meth:`prompt_limit` (checked before any forward pass)."""
+        ids = prompt if isinstance(prompt, list) else self.encode(prompt)
+        limit, why = self.prompt_limit(max_new_tokens)
+        if limit is not None and len(ids) > limit:
+            raise PromptTooLongError(question_id, len(ids), limit, why)
+        return ids
+
     @torch.inference_mode()
     def next_token_logprobs(self, prompts: Sequence[Prompt],
                             candidates: Sequence[str]) -> list[list[float]]:
         firsts = first_token_ids(self.tokenizer, candidates)
         out: list[list[float]] = []
-        for prompt in prompts:  # one at a time: prompts differ in length and are few
-            ids = torch.tensor([self.encode(prompt)])
+        for i, prompt in enumerate(prompts):  # one at a time: they differ in length, are few
+            ids = torch.tensor([self.check_prompt(f"prompt {i}", prompt, 1)])
             logits = self.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
             out.append(torch.log_softmax(logits, -1)[firsts].tolist())
         return out
@@ -197,7 +243,9 @@ class TransformersBackend(Backend):
     def generate(self, question_ids: Sequence[str], prompts: Sequence[Prompt],
                  config: SamplingConfig) -> Iterator[QuestionSamples]:
         self.check_generate_args(question_ids, prompts, config)
-        encoded = [self.encode(p) for p in prompts]
+        max_new = config.max_new_tokens or 0  # resolved: set (checked above)
+        encoded = [self.check_prompt(q, p, max_new)
+                   for q, p in zip(question_ids, prompts, strict=True)]
         rows_per_question = config.n_samples + int(config.greedy)
         per_chunk = max(1, config.batch_rows // rows_per_question)
         # Similar lengths share a chunk (less padding); the order does not change any sample.
@@ -227,6 +275,7 @@ class TransformersBackend(Backend):
             attention[i, width - len(p):] = 1
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
+        check_stop()
         logits = self._forward(input_ids=input_ids, attention_mask=attention,
                                position_ids=positions, cache=cache)
 
@@ -278,6 +327,7 @@ class TransformersBackend(Backend):
                 alive, attention, next_pos = alive[keep], attention[keep], next_pos[keep]
                 tokens = tokens[keep]
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+            check_stop()
             logits = self._forward(input_ids=tokens[:, None], attention_mask=attention,
                                    position_ids=next_pos, cache=cache)
             next_pos = next_pos + 1

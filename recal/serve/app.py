@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -19,10 +20,23 @@ from starlette.concurrency import run_in_threadpool
 
 from recal import __version__
 from recal.models.http import HTTPBackendError, ServerRequestError
+from recal.models.stop import STOP_SAMPLING, SamplingStopped, sampling_deadline
+from recal.prompts import Prompt, PromptTooLongError
 from recal.serve.config import ServeConfig
 from recal.serve.scoring import ConfidenceService, message_text
 
-__all__ = ["create_app", "run_server", "JsonLogFormatter"]
+__all__ = ["create_app", "run_server", "check_listen", "JsonLogFormatter", "LOOPBACK_HOSTS"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""Addresses only this machine can reach: the proxy may serve them without a key."""
+
+
+def check_listen(host: str, api_key: str | None, *, insecure_no_key: bool = False) -> None:
+    """Refuse to listen beyond loopback with no proxy key, unless ``insecure_no_key``: anyone
+    who reaches the port could spend the upstream model's time."""
+    if api_key is None and host not in LOOPBACK_HOSTS and not insecure_no_key:
+        raise ValueError(f"--host {host} serves other machines: set a proxy key (--proxy-key or "
+                         "$RECAL_PROXY_KEY), or pass --insecure-no-key to serve anyone")
 
 log = logging.getLogger("recal.serve")
 
@@ -35,7 +49,7 @@ class JsonLogFormatter(logging.Formatter):
                + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(),
                "event": record.getMessage()}
         row.update(getattr(record, "fields", {}))
-        return json.dumps(row, default=str)
+        return json.dumps(_finite(row), default=str, allow_nan=False)
 
 
 def _setup_logging() -> None:
@@ -88,12 +102,29 @@ class _Metrics:
         return "\n".join(lines) + "\n"
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as null (strict JSON: no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+class _StrictJSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(_finite(content), ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode("utf-8")
+
+
 def _error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
     """An error in OpenAI's shape, so that OpenAI clients show the message."""
     kind = "authentication_error" if status == 401 else (
         "invalid_request_error" if status < 500 else "server_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "code": code,
-                                   "param": param}}, status_code=status)
+    return _StrictJSON({"error": {"message": message, "type": kind, "code": code,
+                                  "param": param}}, status_code=status)
 
 
 class _Refused(Exception):
@@ -142,6 +173,7 @@ def _check_body(body: Any, config: ServeConfig) -> str:
         if value > config.max_tokens:
             raise _Refused(_error(400, f"{key} is {value}; this proxy allows at most "
                                   f"{config.max_tokens} (--max-tokens)", "too_many_tokens", key))
+    _check_fields(body)
     users = [m for m in messages if m["role"] == "user"]
     if not users:
         raise _Refused(_error(400, "messages has no user message: recal scores the answer to "
@@ -150,6 +182,72 @@ def _check_body(body: Any, config: ServeConfig) -> str:
     if not question:
         raise _Refused(_error(400, "the last user message is empty", "no_question", "messages"))
     return question
+
+
+# Standard fields with numeric ranges (OpenAI's): name -> (lowest, highest).
+_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0), "top_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0), "frequency_penalty": (-2.0, 2.0),
+}
+
+
+def _check_fields(body: dict[str, Any]) -> None:
+    """The standard request fields recal forwards, by type and range; a bad one is named."""
+    def refuse(key: str, expected: str) -> _Refused:
+        return _Refused(_error(400, f"{key} must be {expected}, got {body[key]!r}",
+                               "invalid_" + key, key))
+
+    for key, (low, high) in _RANGES.items():
+        value = body.get(key)
+        if value is None:
+            continue
+        if (not isinstance(value, int | float) or isinstance(value, bool)
+                or not math.isfinite(value) or not low <= value <= high):
+            raise refuse(key, f"a number from {low:g} to {high:g}")
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                             or not 0 <= seed < 2**63):
+        raise refuse("seed", "a non-negative integer")
+    if body.get("logprobs") is not None and not isinstance(body["logprobs"], bool):
+        raise refuse("logprobs", "true or false")
+    top = body.get("top_logprobs")
+    if top is not None and (not isinstance(top, int) or isinstance(top, bool)
+                            or not 0 <= top <= 20):
+        raise refuse("top_logprobs", "an integer from 0 to 20")
+    stop = body.get("stop")
+    if stop is not None and not (isinstance(stop, str) or (
+            isinstance(stop, list) and len(stop) <= 4 and all(isinstance(x, str) for x in stop))):
+        raise refuse("stop", "a string or a list of at most 4 strings")
+    if body.get("user") is not None and not isinstance(body["user"], str):
+        raise refuse("user", "a string")
+
+
+def _check_prompts(service: ConfidenceService, body: dict[str, Any], question: str) -> None:
+    """Prompt lengths against the backend's limit, before any forward pass or upstream call:
+    the scorer's prompt for the question, and (in-process upstream) the chat itself."""
+    from recal.data.records import Question
+    from recal.prompts import build_prompt
+
+    backend = service.backend
+    check = getattr(backend, "check_prompt", None)
+    if check is None:  # a server upstream counts its own tokens and refuses with a 4xx
+        return
+    try:
+        prompt = build_prompt(Question("request", question, ("?",)), service.scorer.style,
+                              chat=backend.is_chat, shots=service.scorer.shots)
+        check("the last user message", prompt, service.sampling.max_new_tokens or 0)
+        if getattr(backend, "request", None) is None:
+            chat = Prompt(messages=tuple((m["role"], message_text(m["content"]))
+                                         for m in body["messages"]))
+            check("messages", chat, int(body.get("max_tokens") or 256))
+    except PromptTooLongError as exc:
+        message = (f"{exc.question_id} is {exc.tokens} tokens long; this model takes at most "
+                   f"{exc.limit} here")
+        raise _Refused(_error(400, message, "context_length_exceeded", "messages")) from None
+
+
+def _json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -165,6 +263,24 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise _Refused(too_big)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _within(seconds: float, work: Any, *args: Any) -> Any:
+    """``work(*args)`` in this worker thread, its sampling stopped past ``seconds``: a request
+    that has timed out stops computing instead of holding a core."""
+    with sampling_deadline(seconds):
+        return work(*args)
+
+
+async def _guarded(call_next: Any, request: Request) -> Response:
+    """The route's response; a bug becomes an OpenAI-shaped 500 (logged with its traceback)."""
+    try:
+        return await call_next(request)
+    except Exception:
+        log.exception("internal_error", extra={"fields": {
+            "request_id": request.state.request_id, "path": request.url.path}})
+        return _error(500, f"internal error (request {request.state.request_id}); see the "
+                      "server log", "internal_error")
 
 
 def create_app(service: ConfidenceService, config: ServeConfig | None = None) -> FastAPI:
@@ -191,9 +307,9 @@ def create_app(service: ConfidenceService, config: ServeConfig | None = None) ->
                     401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
                     "invalid_api_key")
             else:
-                response = await call_next(request)
+                response = await _guarded(call_next, request)
         else:
-            response = await call_next(request)
+            response = await _guarded(call_next, request)
         seconds = time.perf_counter() - start
         metrics.record(request.url.path, response.status_code, seconds)
         response.headers["X-Request-Id"] = request_id
@@ -222,17 +338,21 @@ def create_app(service: ConfidenceService, config: ServeConfig | None = None) ->
         try:
             raw = await _read_body(request, config.max_body_bytes)
             try:
-                body = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise _Refused(_error(400, "the request body is not valid JSON",
+                body = json.loads(raw, parse_constant=_json_constant)
+            except RecursionError:
+                raise _Refused(_error(400, "the request body nests too deeply",
                                       "invalid_json")) from None
+            except ValueError:  # also NaN / Infinity, which JSON does not have
+                raise _Refused(_error(400, "the request body is not valid JSON (NaN and "
+                                      "Infinity are not JSON)", "invalid_json")) from None
             question = _check_body(body, config)
+            await run_in_threadpool(_check_prompts, service, body, question)
         except _Refused as refused:
             return refused.response
         request.state.log["n"] = body.get("n") or 1
         try:
             result = await asyncio.wait_for(_answer(body, question), config.request_timeout)
-        except TimeoutError:
+        except (TimeoutError, SamplingStopped):
             return _error(504, f"no answer within {config.request_timeout:g} s "
                           "(--request-timeout)", "timeout")
         except ServerRequestError as exc:
@@ -252,16 +372,17 @@ def create_app(service: ConfidenceService, config: ServeConfig | None = None) ->
                 metrics.confidence_sum += conf
                 metrics.confidence_count += 1
         header = "null" if conf is None else f"{conf:.6f}"
-        return JSONResponse(result, headers={"X-Recal-Confidence": header})
+        return _StrictJSON(result, headers={"X-Recal-Confidence": header})
 
     async def _answer(body: dict[str, Any], question: str) -> dict[str, Any]:
         async with gate:
             with metrics.lock:
                 metrics.in_flight += 1
             try:
+                seconds = config.request_timeout
                 answer, record = await asyncio.gather(
-                    run_in_threadpool(service.answer, body),
-                    run_in_threadpool(service.sample, question))
+                    run_in_threadpool(_within, seconds, service.answer, body),
+                    run_in_threadpool(_within, seconds, service.sample, question))
                 texts = [(c.get("message") or {}).get("content") or ""
                          for c in answer.get("choices") or []]
                 confs, summary = await run_in_threadpool(service.confidences, question, record,
@@ -283,11 +404,26 @@ def create_app(service: ConfidenceService, config: ServeConfig | None = None) ->
 
 def run_server(service: ConfidenceService, config: ServeConfig, *, host: str = "127.0.0.1",
                port: int = 8000) -> None:
-    """Serve until interrupted (uvicorn; its own access log is replaced by recal's JSON log)."""
+    """Serve until interrupted (uvicorn; its own access log is replaced by recal's JSON log).
+
+    SIGTERM or Ctrl-C stops it within seconds: samplers stop at their next decode step
+    (:data:`recal.models.hf.STOP_SAMPLING`) and requests still open get 5 s to finish."""
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            STOP_SAMPLING.set()
+            log.info("stop", extra={"fields": {"signal": sig}})
+            super().handle_exit(sig, frame)
+
+    STOP_SAMPLING.clear()  # a server run earlier in this process may have set it
     app = create_app(service, config)
     log.info("start", extra={"fields": {"host": host, "port": port, "auth": config.api_key
                                         is not None, **service.describe()}})
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
-                log_level="warning")
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None,
+                                    access_log=False, log_level="warning",
+                                    timeout_graceful_shutdown=5))
+    try:
+        server.run()
+    finally:
+        STOP_SAMPLING.set()
