@@ -48,12 +48,12 @@ def make_model(vocab_size: int, seed: int = 0):
 
 def make_backend(chat: bool = False, seed: int = 0):
     from recal.models.base import ModelIdentity
-    from recal.models.hf import TransformersBackend, _config_hash
+    from recal.models.hf import TransformersBackend, model_config_hash
 
     tok = make_tokenizer(chat=chat)
     model = make_model(len(tok), seed=seed)
-    identity = ModelIdentity(name="tiny", kind="chat" if chat else "base",
-                             backend="transformers", source="test", config_hash=_config_hash(model))
+    identity = ModelIdentity(name="tiny", kind="chat" if chat else "base", backend="transformers",
+                             source="test", config_hash=model_config_hash(model))
     return TransformersBackend(model, tok, identity)
 
 

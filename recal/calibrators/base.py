@@ -55,8 +55,11 @@ __all__ = [
     "FitError",
     "NotFittedError",
     "Recalibrator",
+    "check_real",
+    "check_sample_weight",
     "clone",
     "get_recalibrator",
+    "recalibrator_from_dict",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -119,7 +122,7 @@ def _check_confidence(confidence: npt.ArrayLike) -> FloatArray:
     return conf
 
 
-def _check_sample_weight(sample_weight: npt.ArrayLike | None, n: int) -> FloatArray:
+def check_sample_weight(sample_weight: npt.ArrayLike | None, n: int) -> FloatArray:
     if sample_weight is None:
         return np.ones(n)
     weight = _as_1d(sample_weight, "sample_weight")
@@ -140,7 +143,7 @@ def _check_sample_weight(sample_weight: npt.ArrayLike | None, n: int) -> FloatAr
     return weight
 
 
-def _check_real(value: object, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:
+def check_real(value: object, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:
     """A hyperparameter that must be a finite real number >= (or >) ``minimum``."""
     ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
     if ok and math.isfinite(value) and (value > minimum if strict else value >= minimum):
@@ -187,7 +190,7 @@ class Recalibrator(ABC):
         :data:`MIN_CLASS_SIZE` of either class (recalibrators that ignore the labels excepted).
         """
         conf, corr = _check(confidence, correct)
-        weight = _check_sample_weight(sample_weight, conf.size)
+        weight = check_sample_weight(sample_weight, conf.size)
         keep = weight > 0
         if not keep.all():
             conf, corr, weight = conf[keep], corr[keep], weight[keep]
@@ -226,7 +229,7 @@ class Recalibrator(ABC):
         Unknown keys in ``params`` or ``state`` (from a newer recal) are ignored with a warning;
         missing or malformed ones raise ``ValueError`` naming the key.
         """
-        out = _from_dict(data, "recalibrator dict", stacklevel=3)
+        out = recalibrator_from_dict(data, "recalibrator dict", stacklevel=3)
         if not isinstance(out, cls):
             raise ValueError(f"recalibrator dict describes {out.name!r}, which is not a "
                              f"{cls.__name__}")
@@ -332,7 +335,7 @@ def _read_state_value(value: object, kind: str, what: str) -> Any:
     return np.array(value, dtype=np.float64)
 
 
-def _from_dict(data: object, where: str, stacklevel: int) -> Recalibrator:
+def recalibrator_from_dict(data: object, where: str, stacklevel: int) -> Recalibrator:
     """Build a fitted recalibrator from ``{"name", "params", "state"}``; errors name ``where``."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{where} must be an object, got {type(data).__name__}")

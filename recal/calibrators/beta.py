@@ -12,7 +12,7 @@ from recal.calibrators._numeric import (
     model_probability,
     sigmoid,
 )
-from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, _check_real
+from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, check_real
 
 __all__ = ["BetaCalibration"]
 
@@ -57,7 +57,7 @@ class BetaCalibration(Recalibrator):
     grid_: int
 
     def __init__(self, *, ridge: float = 1e-6, grid: int | None = None) -> None:
-        self.ridge = _check_real(ridge, "ridge")
+        self.ridge = check_real(ridge, "ridge")
         self.grid = check_grid(grid)
 
     def _features(self, conf: FloatArray) -> tuple[FloatArray, FloatArray]:

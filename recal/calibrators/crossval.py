@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from recal.calibrators.base import FloatArray, Recalibrator, _check_sample_weight, clone
+from recal.calibrators.base import FloatArray, Recalibrator, check_sample_weight, clone
 from recal.metrics.validation import check_predictions as _check
 
 __all__ = ["cross_val_predict", "split_calibration"]
@@ -54,7 +54,7 @@ def cross_val_predict(
     fitted, and on a fold's training part, naming the fold, when the folds leave it too few.
     """
     conf, corr = _check(confidence, correct)
-    weight = None if sample_weight is None else _check_sample_weight(sample_weight, conf.size)
+    weight = None if sample_weight is None else check_sample_weight(sample_weight, conf.size)
     if not isinstance(recalibrator, Recalibrator):
         raise ValueError(f"recalibrator must be a Recalibrator, got {type(recalibrator).__name__}")
     if not _is_int(n_splits) or n_splits < 2:

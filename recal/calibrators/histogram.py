@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, _check_real
+from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, check_real
 from recal.metrics.validation import check_n_bins as _check_n_bins
 
 __all__ = ["HistogramBinning"]
@@ -45,7 +45,7 @@ class HistogramBinning(Recalibrator):
     def __init__(self, *, n_bins: int = 10, prior_strength: float = 1.0) -> None:
         _check_n_bins(n_bins)
         self.n_bins = int(n_bins)
-        self.prior_strength = _check_real(prior_strength, "prior_strength")
+        self.prior_strength = check_real(prior_strength, "prior_strength")
 
     def _bins(self, conf: FloatArray, weight: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Inner edges, and the index of each prediction's bin."""

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from recal import __version__
-from recal.calibrators.base import Recalibrator, _from_dict
+from recal.calibrators.base import Recalibrator, recalibrator_from_dict
 
 __all__ = ["SCHEMA", "load", "save"]
 
@@ -65,5 +65,5 @@ def load(path: str | os.PathLike[str]) -> Recalibrator:
     if unknown:
         warnings.warn(f"{path}: ignoring unknown key(s) {', '.join(map(repr, unknown))} "
                       f"(written by a newer recal?)", stacklevel=2)
-    return _from_dict({k: document[k] for k in ("name", "params", "state") if k in document},
-                      str(path), stacklevel=3)
+    fields = {k: document[k] for k in ("name", "params", "state") if k in document}
+    return recalibrator_from_dict(fields, str(path), stacklevel=3)

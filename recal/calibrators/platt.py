@@ -12,7 +12,7 @@ from recal.calibrators._numeric import (
     model_logit,
     sigmoid,
 )
-from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, _check_real
+from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, check_real
 
 __all__ = ["PlattScaling"]
 
@@ -54,7 +54,7 @@ class PlattScaling(Recalibrator):
     grid_: int
 
     def __init__(self, *, ridge: float = 1e-6, grid: int | None = None) -> None:
-        self.ridge = _check_real(ridge, "ridge")
+        self.ridge = check_real(ridge, "ridge")
         self.grid = check_grid(grid)
 
     def _fit(self, conf: FloatArray, corr: FloatArray, weight: FloatArray) -> None:

@@ -43,7 +43,7 @@ _BLOCK = 256  # vocabulary block for two-level inverse-CDF sampling
 _COMPACT_FRACTION = 0.25  # drop finished rows once they are this share of the batch
 
 
-def _config_hash(model: Any) -> str:
+def model_config_hash(model: Any) -> str:
     skip = ("transformers_version", "dtype", "torch_dtype")
     config = {k: v for k, v in model.config.to_dict().items()
               if not k.startswith("_") and k not in skip}
@@ -118,7 +118,7 @@ def load_transformers(name_or_path: str = DEFAULT_MODEL, *, kind: ModelKind | No
     resolved_kind: ModelKind = kind or known_kind or (
         "chat" if getattr(tokenizer, "chat_template", None) else "base")
     identity = ModelIdentity(name=name_or_path, kind=resolved_kind, backend="transformers",
-                             source=source, config_hash=_config_hash(model))
+                             source=source, config_hash=model_config_hash(model))
     return TransformersBackend(model, tokenizer, identity, max_prompt_tokens=max_prompt_tokens)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from recal.models.base import ModelIdentity
-from recal.models.hf import TransformersBackend, _config_hash
+from recal.models.hf import TransformersBackend, model_config_hash
 
 __all__ = ["ModelConfig", "TrainConfig", "TrainResult", "PRETOKEN_PATTERN", "build_tokenizer",
            "make_model", "encode_texts", "train_lm", "as_backend", "count_parameters"]
@@ -292,5 +292,5 @@ def as_backend(model: Any, tokenizer: Any, name: str) -> TransformersBackend:
     """The model as a recal base-model backend (``Prompt(text=...)`` / ``build_prompt`` text)."""
     model.eval()
     identity = ModelIdentity(name=name, kind="base", backend="transformers",
-                             source="recal.synthetic", config_hash=_config_hash(model))
+                             source="recal.synthetic", config_hash=model_config_hash(model))
     return TransformersBackend(model, tokenizer, identity)
