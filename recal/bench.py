@@ -15,6 +15,7 @@ two or more datasets it also fits on one and judges on another (transfer). It wr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -243,11 +244,29 @@ class BenchReport:
 # --------------------------------------------------------------------------- sampling
 
 
-def _run_name(model: str, dataset: str, config: BenchConfig) -> str:
-    stem = Path(model).stem if model.endswith(".gguf") else Path(model).name
+def _run_name(model: str, dataset: str, questions: list[Any], config: BenchConfig) -> str:
+    """A readable run folder name ending in a digest of everything that changes the samples: the
+    model as named (a server URL in full, a local file or folder with its size and time), the
+    questions' hash, every sampling setting and the style. Another setting is another folder;
+    a resumed folder is still checked against its manifest (the model's weights included) by
+    :func:`recal.sampling.sample_run`."""
+    from urllib.parse import urlparse
+
+    from recal.data.records import questions_hash
+
+    if "://" in model:
+        url = urlparse(model)
+        stem = f"{url.hostname}-{url.port or ''}".strip("-")
+    else:
+        stem = Path(model).stem if model.endswith(".gguf") else Path(model).name
     data = Path(dataset).stem if dataset.endswith((".jsonl", ".json", ".csv")) else dataset
+    where = Path(model)
+    local = [where.stat().st_size, where.stat().st_mtime_ns] if where.exists() else None
+    key = {"model": model, "local": local, "questions": questions_hash(questions),
+           "sampling": config.sampling.identity(), "style": config.style}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     m = config.sampling.n_samples
-    return f"{stem}-{data}{config.limit or ''}-{config.style}-m{m}"
+    return f"{stem}-{data}{config.limit or ''}-{config.style}-m{m}-{digest}"
 
 
 def _costs(out: Path) -> dict[str, Any]:
@@ -289,7 +308,7 @@ def _sample(model: str, dataset: str, questions: list[Any], config: BenchConfig,
             models: _Models, out: Path) -> RunStore:
     from recal.sampling import sample_run
 
-    name = _run_name(model, dataset, config)
+    name = _run_name(model, dataset, questions, config)
     path = out / "runs" / name
     if (path / "manifest.json").exists():
         store = RunStore.open(path)
@@ -361,7 +380,7 @@ def run_bench(config: BenchConfig | None = None, *,
         for model in config.models:
             for dataset, questions in sets.items():
                 store = _sample(model, dataset, questions, config, models, out)
-                run = _run_name(model, dataset, config)
+                run = _run_name(model, dataset, questions, config)
                 cost = _costs(out).get(run, {})
                 report.runs[f"{model}/{dataset}"] = {
                     "run": str(store.path), "questions": len(questions),

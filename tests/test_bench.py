@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from recal.bench import BenchConfig, TransferRow, run_bench, write_bench_report
 from recal.cli import app
+from recal.data.records import Question
 from recal.models.base import Backend, ModelIdentity
 from recal.prompts import Prompt
 from recal.repairs import REPAIR_METHODS
@@ -372,3 +373,39 @@ def test_a_terminated_bench_keeps_its_samples_and_their_sampling_time(tiny_model
     assert resumed.returncode == 0, resumed.stderr
     [cost] = json.loads((out / "costs.json").read_text()).values()
     assert cost["answers"] == 60 * 7
+
+
+def test_a_bench_with_other_sampling_settings_never_reuses_a_stored_run(tmp_path):
+    """Each setting that changes the samples gets its own run folder (issue: a bench at T = 0.5
+    followed by one at T = 2.0 reported the first run's samples as the second's)."""
+    from dataclasses import replace
+
+    from recal.bench import _run_name
+
+    data = str(_write_set(tmp_path / "q.jsonl", "q", 8))
+    loads: list[str] = []
+
+    def loader(model: str) -> Backend:
+        loads.append(model)
+        return ScriptedBackend(2.0)
+
+    base = BenchConfig(models=("s",), datasets=(data,), limit=None,
+                       sampling=SamplingConfig(n_samples=4), scorers=("modal_share",),
+                       methods=("identity",), peers=(), n_resamples=10,
+                       out=str(tmp_path / "out"), progress=False, diagrams=False, transfer=False)
+    first = run_bench(base, loader=loader).runs[f"s/{data}"]["run"]
+    again = run_bench(base, loader=loader).runs[f"s/{data}"]["run"]
+    assert again == first and loads == ["s"]  # the same settings: reused, no model load
+    seen = {first}
+    for changed in (replace(base, sampling=replace(base.sampling, temperature=0.5)),
+                    replace(base, sampling=replace(base.sampling, seed=1)),
+                    replace(base, sampling=replace(base.sampling, max_new_tokens=7)),
+                    replace(base, style="sentence")):
+        run = run_bench(changed, loader=loader).runs[f"s/{data}"]["run"]
+        assert run not in seen, changed
+        seen.add(run)
+    questions = [Question(f"q{i}", "x?", ("a",)) for i in range(4)]
+    other = [Question(f"q{i}", "y?", ("a",)) for i in range(4)]
+    assert _run_name("m", "d", questions, base) != _run_name("m", "d", other, base)
+    two = {_run_name(f"http://127.0.0.1:{port}/v1", "d", questions, base) for port in (80, 81)}
+    assert len(two) == 2 and all(name.startswith("127.0.0.1-") for name in two)
