@@ -79,16 +79,52 @@ class RunScore:
                 "calibrated": self.confidence, "correct": self.correct}
 
 
+MAX_ADAPTER_FILES = 1000
+MAX_ADAPTER_BYTES = 2 * 1024**3
+"""An adapter folder larger than this is refused before it is read (a LoRA adapter is MBs)."""
+
+
 def folder_sha256(folder: str | os.PathLike[str]) -> str:
-    """sha256 over every file of a folder: each relative path and the sha256 of its bytes."""
+    """sha256 over every file of a folder: each relative path and the sha256 of its bytes.
+
+    Refuses (``ScorerFormatError``), before reading any file, a folder holding a link that leads
+    outside it, more than :data:`MAX_ADAPTER_FILES` files or more than :data:`MAX_ADAPTER_BYTES`.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"adapter folder {root} does not exist")
+    inside = root.resolve()
+    files = []
+    for path in root.rglob("*"):
+        if not path.resolve().is_relative_to(inside):
+            raise ScorerFormatError(f"adapter folder {root} holds {path.name!r}, a link that "
+                                    "leads outside it")
+        if path.is_file():
+            files.append(path)
+        if len(files) > MAX_ADAPTER_FILES:
+            raise ScorerFormatError(f"adapter folder {root} holds more than {MAX_ADAPTER_FILES} "
+                                    "files: not an adapter")
+    if sum(f.stat().st_size for f in files) > MAX_ADAPTER_BYTES:
+        raise ScorerFormatError(f"adapter folder {root} holds more than "
+                                f"{MAX_ADAPTER_BYTES // 1024**3} GiB: not an adapter")
     outer = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    for file in sorted(files):
         outer.update(file.relative_to(root).as_posix().encode() + b"\0")
         outer.update(hashlib.sha256(file.read_bytes()).hexdigest().encode() + b"\n")
     return outer.hexdigest()
+
+
+def _confined_adapter(scorer_file: Path, relative: str) -> Path:
+    """The adapter folder ``relative`` names, which must lie inside the scorer's folder (no
+    absolute path, no ``..``, no link out); checked before anything in it is read."""
+    root = scorer_file.parent.resolve()
+    path = Path(relative)
+    folder = (root / path).resolve()
+    if path.is_absolute() or ".." in path.parts or not folder.is_relative_to(root) \
+            or folder == root:
+        raise ScorerFormatError(f"{scorer_file}: the adapter path {relative!r} must name a "
+                                "folder inside the scorer's folder (as `recal tune` writes it)")
+    return folder
 
 
 @dataclass(frozen=True)
@@ -301,8 +337,7 @@ def load_scorer(path: str | os.PathLike[str], *, backend: Backend | None = None
                                  str(doc["adapter"]["sha256"]))
         except (KeyError, TypeError) as exc:
             raise ScorerFormatError(f"{file}: the adapter entry lacks {exc}") from None
-        folder = Path(adapter.path)
-        folder = folder if folder.is_absolute() else file.parent / folder
+        folder = _confined_adapter(file, adapter.path)
         if not folder.is_dir():
             raise ScorerFormatError(f"{file} references the adapter folder {folder}, which does "
                                     "not exist: copy the whole scorer folder")
