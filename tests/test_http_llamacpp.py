@@ -197,7 +197,7 @@ def test_a_scorer_fitted_through_the_server_scores_through_it_again(llama_run, l
     from recal.repair import FitConfig, export_scorer
     from recal.scorer import load_scorer
 
-    folder = export_scorer(llama_run, "temperature", FitConfig(n_resamples=20)).save(
+    folder = export_scorer(llama_run, "identity", FitConfig(n_resamples=20)).save(
         tmp_path / "scorer")
     scorer = load_scorer(folder)
     assert scorer.backend is None

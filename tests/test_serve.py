@@ -27,8 +27,16 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 @pytest.fixture(scope="session")
 def scorer_dir(llama_run, tmp_path_factory):
-    artifact = export_scorer(llama_run, "platt", FitConfig(n_resamples=200))
-    return artifact.save(tmp_path_factory.mktemp("scorer"))
+    # 12 questions leave too few right answers to fit a map on the run (refused, by design):
+    # the scorer gets a Platt map fitted on known data, so that serving applies a real map
+    from dataclasses import replace
+
+    from recal.calibrators import get_recalibrator
+
+    artifact = export_scorer(llama_run, "identity", FitConfig(n_resamples=200))
+    platt = get_recalibrator("platt").fit([0.1, 0.2, 0.3, 0.5, 0.6, 0.8, 0.9, 1.0],
+                                          [0, 0, 1, 0, 1, 1, 0, 1])
+    return replace(artifact, recalibrator=platt).save(tmp_path_factory.mktemp("scorer"))
 
 
 @pytest.fixture(scope="session")
