@@ -224,7 +224,7 @@ def write_results(report: BenchReport, path: str | Path, *, synth_dir: Path | No
     if copied:
         lines += ["## Reliability diagrams", ""] + [f"![{m}]({p})" for m, p in copied] + [""]
     if synth_dir is not None and (synth_dir / "synth_report.md").exists():
-        text = (synth_dir / "synth_report.md").read_text(encoding="utf-8").splitlines()
+        text = (synth_dir / "synth_report.md").read_text(encoding="utf-8").split("\n")
         body = []
         for line in text:
             if line.startswith("![") and "reliability.png" in line:
