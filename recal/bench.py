@@ -194,6 +194,12 @@ class BenchRow:
     arrays: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     """The held-out (confidence, correct) the metrics came from (not written to JSON)."""
 
+    def error_text(self) -> str:
+        """The error as tables show it: a refused fit says why ("not fitted: ..."), anything else
+        is a failure."""
+        error = self.error or ""
+        return error if error.startswith("not fitted") else f"failed: {error}"
+
     def estimate(self, metric: str) -> float:
         return float("nan") if self.heldout is None else self.heldout[metric].estimate
 

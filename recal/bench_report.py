@@ -52,8 +52,7 @@ def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None
             if keep_methods is not None and r.method not in keep_methods:
                 continue
             if r.heldout is None:
-                shown = r.error if r.error.startswith("not fitted") else f"failed: {r.error}"
-                lines.append(f"| {r.scorer} | {r.method} | {shown} | | | | | | | | |")
+                lines.append(f"| {r.scorer} | {r.method} | {r.error_text()} | | | | | | | | |")
                 continue
             h = r.heldout
             acc = h["accuracy"].estimate

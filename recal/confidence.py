@@ -91,6 +91,10 @@ class Prediction:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+DEFAULT_CONFIDENCES = ("modal_share", "heldout_modal", "semantic_entropy", "greedy_likelihood")
+"""The confidence scorers `recal measure` reports unless told otherwise (none needs the model)."""
+
+
 def unparsed_note(scorer: str, predictions: Sequence[Prediction]) -> str | None:
     """"verbalized: 12 of 100 replies unparsed (scored 0.5)" when some predictions carry
     ``extra['unparsed']`` (replies the scorer could not read and replaced by its fallback);

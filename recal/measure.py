@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from recal import __version__
-from recal.confidence import SCORERS, Classified, Prediction, classify_run, unparsed_note
+from recal.confidence import (
+    DEFAULT_CONFIDENCES,
+    SCORERS,
+    Classified,
+    Prediction,
+    classify_run,
+    unparsed_note,
+)
 from recal.judged import JudgedRun, arrays
 from recal.lines import dumps_line
 from recal.metrics import METRICS, BootstrapResult
@@ -33,7 +40,7 @@ from recal.tables import interval_cell
 __all__ = ["MeasureConfig", "ScorerResult", "MeasureReport", "measure_run", "write_report",
            "compare_collapsers", "HEADLINE_METRICS"]
 
-DEFAULT_SCORERS = ("modal_share", "heldout_modal", "semantic_entropy", "greedy_likelihood")
+DEFAULT_SCORERS = DEFAULT_CONFIDENCES
 HEADLINE_METRICS = ("smooth_ece", "ece", "brier_score", "auroc", "accuracy", "mean_confidence")
 
 

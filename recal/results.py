@@ -101,8 +101,7 @@ def _lora_table(report: BenchReport, scorer: str) -> list[str]:
     for r in rows:
         base = _find(report, r.model, r.dataset, scorer, "identity")
         if r.heldout is None:
-            shown = r.error if (r.error or "").startswith("not fitted") else f"failed: {r.error}"
-            lines.append(f"| {r.model} | {r.dataset} | {r.method} | {shown} "
+            lines.append(f"| {r.model} | {r.dataset} | {r.method} | {r.error_text()} "
                          "| - | - | - | - | - | - | - |")
             continue
         d = r.detail

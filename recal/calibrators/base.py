@@ -41,9 +41,7 @@ from typing import Any, ClassVar, Literal, Self
 import numpy as np
 import numpy.typing as npt
 
-from recal.metrics.validation import as_1d_array as _as_1d
-from recal.metrics.validation import check_predictions as _check
-from recal.metrics.validation import describe_first_bad as _describe
+from recal.metrics.validation import as_1d_array, check_predictions, describe_first_bad
 from recal.registry import Registry
 
 __all__ = [
@@ -116,27 +114,27 @@ class DegenerateSplitError(ValueError):
 
 def _check_confidence(confidence: npt.ArrayLike) -> FloatArray:
     """``confidence`` alone, through the same checks as :func:`recal.metrics._check`."""
-    conf = _as_1d(confidence, "confidence")
+    conf = as_1d_array(confidence, "confidence")
     if conf.size:
-        _check(conf, np.zeros_like(conf))
+        check_predictions(conf, np.zeros_like(conf))
     return conf
 
 
 def check_sample_weight(sample_weight: npt.ArrayLike | None, n: int) -> FloatArray:
     if sample_weight is None:
         return np.ones(n)
-    weight = _as_1d(sample_weight, "sample_weight")
+    weight = as_1d_array(sample_weight, "sample_weight")
     if weight.size != n:
         raise ValueError(f"sample_weight must have one value per prediction ({n}), "
                          f"got {weight.size}")
     bad = ~np.isfinite(weight)
     if bad.any():
         raise ValueError(f"sample_weight has {int(bad.sum())} non-finite values "
-                         f"{_describe(weight, bad)}")
+                         f"{describe_first_bad(weight, bad)}")
     bad = weight < 0
     if bad.any():
         raise ValueError(f"sample_weight has {int(bad.sum())} negative values "
-                         f"{_describe(weight, bad)}")
+                         f"{describe_first_bad(weight, bad)}")
     if not (weight > 0).any():
         raise ValueError("sample_weight is zero everywhere; at least one prediction needs a "
                          "positive weight")
@@ -189,7 +187,7 @@ class Recalibrator(ABC):
         Raises :class:`DegenerateSplitError` when the labels hold fewer than
         :data:`MIN_CLASS_SIZE` of either class (recalibrators that ignore the labels excepted).
         """
-        conf, corr = _check(confidence, correct)
+        conf, corr = check_predictions(confidence, correct)
         weight = check_sample_weight(sample_weight, conf.size)
         keep = weight > 0
         if not keep.all():

@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recal.calibrators.base import FloatArray, Recalibrator, check_sample_weight, clone
-from recal.metrics.validation import check_predictions as _check
+from recal.metrics.validation import check_predictions
 
 __all__ = ["cross_val_predict", "split_calibration"]
 
@@ -53,7 +53,7 @@ def cross_val_predict(
     (:class:`~recal.calibrators.base.DegenerateSplitError`): on the whole set before any fold is
     fitted, and on a fold's training part, naming the fold, when the folds leave it too few.
     """
-    conf, corr = _check(confidence, correct)
+    conf, corr = check_predictions(confidence, correct)
     weight = None if sample_weight is None else check_sample_weight(sample_weight, conf.size)
     if not isinstance(recalibrator, Recalibrator):
         raise ValueError(f"recalibrator must be a Recalibrator, got {type(recalibrator).__name__}")

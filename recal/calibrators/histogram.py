@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from recal.calibrators.base import RECALIBRATORS, FloatArray, Recalibrator, check_real
-from recal.metrics.validation import check_n_bins as _check_n_bins
+from recal.metrics.validation import check_n_bins
 
 __all__ = ["HistogramBinning"]
 
@@ -43,7 +43,7 @@ class HistogramBinning(Recalibrator):
     values_: FloatArray
 
     def __init__(self, *, n_bins: int = 10, prior_strength: float = 1.0) -> None:
-        _check_n_bins(n_bins)
+        check_n_bins(n_bins)
         self.n_bins = int(n_bins)
         self.prior_strength = check_real(prior_strength, "prior_strength")
 

@@ -13,6 +13,7 @@ from recal.cli.common import (
     DEFAULT_MODEL,
     ApiKeyOpt,
     BatchRowsOpt,
+    CollapseOpt,
     ConcurrencyOpt,
     DataDirOpt,
     DatasetOpt,
@@ -39,8 +40,7 @@ from recal.cli.common import (
     names,
     reported,
 )
-from recal.confidence import SCORERS
-from recal.semantic import COLLAPSERS
+from recal.confidence import DEFAULT_CONFIDENCES, SCORERS
 
 __all__ = ["models", "sample", "measure", "compare", "sampled_flow", "SAMPLING_OPTIONS"]
 
@@ -127,11 +127,10 @@ def measure(
     out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
     tau_grid: TauGridOpt = "", served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
     concurrency: ConcurrencyOpt = 8, max_prompt_tokens: MaxPromptTokensOpt = None,
-    collapse: Annotated[str, typer.Option(
-        help=f"Collapsing function B: {', '.join(COLLAPSERS)}.")] = "normalized",
+    collapse: CollapseOpt = "normalized",
     confidence: Annotated[str, typer.Option(
         "--confidence", help="Comma-separated confidence scorers.")] =
-        ",".join(("modal_share", "heldout_modal", "semantic_entropy", "greedy_likelihood")),
+        ",".join(DEFAULT_CONFIDENCES),
     resamples: ResamplesOpt = 1000,
     report: Annotated[Path | None, typer.Option(help="Report folder (default: OUT/report-B).")]
         = None,

@@ -34,7 +34,7 @@ from recal import __version__
 from recal.confidence import Classified
 from recal.measure import MeasureConfig, measure_run
 from recal.metrics import smooth_ece
-from recal.metrics.smooth import smooth_ece_unchecked as _smooth_ece_compute
+from recal.metrics.smooth import smooth_ece_unchecked
 from recal.samples import SamplingConfig
 from recal.sampling import sample_run
 from recal.semantic.base import Collapser, get_collapser
@@ -282,7 +282,7 @@ def _true_by_label(item: Classified, collapser: Collapser) -> dict[str, float]:
 
 def true_calibration_error(confidence: np.ndarray, p_true: np.ndarray) -> float:
     """Smooth ECE (Błasiok & Nakkiran) with the fractional target p_true instead of 0/1."""
-    return float(_smooth_ece_compute(np.asarray(confidence, float),
+    return float(smooth_ece_unchecked(np.asarray(confidence, float),
                                      np.asarray(p_true, float))[0])
 
 
