@@ -26,6 +26,7 @@ import numpy as np
 
 from recal.calibrators import split_calibration
 from recal.confidence import Classified, Prediction, classify_run, get_scorer
+from recal.grades import require_grades
 from recal.metrics import BootstrapResult, brier_score, compute_all
 from recal.metrics.paired import PairedDifference, paired_difference
 from recal.models.base import Backend
@@ -165,6 +166,9 @@ class JudgedRun:
                    split: Split | None = None, n_resamples: int = 1000, seed: int = 0,
                    confidence_level: float = 0.95, store: RunStore | None = None) -> JudgedRun:
         """Score classified questions with the confidence scorer ``scorer``."""
+        require_grades([item.question for item in items],
+                       str(store.path) if store is not None else "these questions",
+                       "judging calibration")
         entry = get_scorer(scorer)
         if entry.needs_backend and backend is None:
             raise ValueError(f"the {scorer} scorer asks the model: load it (the CLI does this "
