@@ -134,14 +134,25 @@ def measure(
     resamples: ResamplesOpt = 1000,
     report: Annotated[Path | None, typer.Option(help="Report folder (default: OUT/report-B).")]
         = None,
+    run: Annotated[Path | None, typer.Option(
+        help="Measure this stored run (e.g. made by `recal import`) without sampling.")] = None,
 ) -> None:
     """Sample (reusing a matching stored run), then score and report calibration."""
-    from recal.flows import MeasureFlow, default_run_folder, run_measure
+    from recal.flows import MeasureFlow, default_run_folder, measure_stored, run_measure
     from recal.measure import MeasureConfig
 
     with reported():  # the measurement settings are checked before any sampling
         config = MeasureConfig(collapse=collapse, scorers=names(confidence),
                                n_resamples=resamples)
+    if run is not None:
+        from recal.runstore import RunStore
+
+        with reported(interrupt=True):
+            folder = measure_stored(RunStore.open(run), config,
+                                    report or run / f"report-{collapse}", announce=_announce)
+        typer.echo((folder / "report.md").read_text().split("\n\n![")[0])
+        typer.echo(f"\nreport: {folder / 'report.md'}")
+        return
     given = locals()
     options = {k: given[k] for k in SAMPLING_OPTIONS}
     run = out or default_run_folder(model, dataset, style, samples, limit)
