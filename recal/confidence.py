@@ -51,6 +51,7 @@ __all__ = [
     "classify",
     "classify_run",
     "get_scorer",
+    "lacking_inputs",
     "parse_verbalized",
     "run_inputs",
     "unparsed_note",
@@ -164,6 +165,19 @@ def run_inputs(manifest: dict[str, Any]) -> frozenset[str]:
     if sampling.get("logprobs", True) is not False:
         held.add("token_logprobs")
     return frozenset(held)
+
+
+def lacking_inputs(scorer: str, manifest: dict[str, Any], *, model: bool) -> str | None:
+    """Why the confidence scorer ``scorer`` cannot run on the stored run of ``manifest``
+    ("needs ..., which this run lacks"), or None when it can; ``model``: whether the model
+    itself can be asked."""
+    held = set(run_inputs(manifest)) | ({"backend", "next_token_logprobs"} if model else set())
+    lacking = sorted(get_scorer(scorer).needs - held)
+    if not lacking:
+        return None
+    source = (manifest.get("source") or {}).get("format")
+    run = f"this run (imported from {source})" if source else "this run"
+    return f"needs {'; '.join(SCORER_INPUTS[k] for k in lacking)}, which {run} lacks"
 
 
 class Scorer(ABC):

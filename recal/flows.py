@@ -243,20 +243,14 @@ def usable_scorers(manifest: Mapping[str, Any], scorers: tuple[str, ...], *, cho
     """The scorers of ``scorers`` whose inputs the run holds (``model``: whether the model can
     be asked), and why each other one is left out. A scorer the user ``chosen`` by name that
     cannot run is refused instead (``ValueError``, one line)."""
-    from recal.confidence import SCORER_INPUTS, get_scorer, run_inputs
+    from recal.confidence import lacking_inputs
 
-    held = set(run_inputs(dict(manifest)))
-    if model:
-        held |= {"backend", "next_token_logprobs"}
     kept, skipped = [], {}
     for name in scorers:
-        lacking = sorted(get_scorer(name).needs - held)
-        if not lacking:
+        why = lacking_inputs(name, dict(manifest), model=model)
+        if why is None:
             kept.append(name)
             continue
-        source = (manifest.get("source") or {}).get("format")
-        run = f"this run (imported from {source})" if source else "this run"
-        why = f"needs {'; '.join(SCORER_INPUTS[k] for k in lacking)}, which {run} lacks"
         if chosen:
             raise ValueError(f"the {name} confidence scorer {why}; choose scorers that read the "
                              "samples (--confidence modal_share,semantic_entropy)")
