@@ -48,7 +48,7 @@ def test_a_question_file_without_answers_is_an_ungraded_set(tmp_path):
     (tmp_path / "q.csv").write_text("id,question\n1,A?\n2,B?\n", encoding="utf-8")
     assert [q.id for q in load_questions(tmp_path / "q.csv")] == ["1", "2"]
     with pytest.raises(ValueError, match="no gold answer"):
-        qs[0].answer
+        _ = qs[0].answer
 
 
 def test_a_text_file_is_one_prompt_per_line_split_at_newline_only(tmp_path):
@@ -288,7 +288,7 @@ def assert_one_line(exc: ImportFormatError, file: Path, line: int | None, reason
     assert "\n" not in message
     where = f"{file} line {line}: " if line is not None else f"{file}: "
     assert message.startswith(where), message
-    assert reason in message and f"fix: " in message and fix in message.split("fix: ")[1]
+    assert reason in message and "fix: " in message and fix in message.split("fix: ")[1]
 
 
 @pytest.mark.parametrize(("rows", "line", "reason", "fix"), BAD_RECAL)
