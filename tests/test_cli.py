@@ -65,7 +65,7 @@ def test_help_lists_every_command_in_order():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     order = ["models", "sample", "measure", "compare", "fit", "export", "apply", "tune", "synth",
-             "run", "bench", "serve"]
+             "run", "bench", "serve", "import"]
     listed = re.findall(r"^\W (\w+) +\S", result.output, flags=re.M)  # a line's first word
     assert listed == order, result.output
 
