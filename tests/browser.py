@@ -16,6 +16,7 @@ with apt-get when it is missing and the machine allows (root, ``RECAL_NO_APT`` u
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -92,20 +93,16 @@ class Chromium:
         self.close()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already gone: nothing to close
             self.send("Browser.close", timeout=5)
-        except Exception:  # already gone: nothing to close
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         for fd in (self._w, self._r):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._profile.cleanup()
 
     def _read_message(self, deadline: float) -> dict[str, Any]:

@@ -312,3 +312,27 @@ def test_comparison_page_lists_merges_and_splits(browser, report_folder, tmp_pat
     page.click("tr.qrow[data-id='spread']")
     assert "numeric merges" in page.eval("document.querySelector('.changes').textContent")
     assert page.errors == []
+
+
+def test_cli_compare_writes_a_comparison_page(report_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from recal.cli import app
+
+    run = report_folder.parent / "run"
+    out = tmp_path / "compare.html"
+    result = CliRunner().invoke(app, ["compare", str(run), "--collapse", "normalized",
+                                      "--collapse", "numeric", "--resamples", "20",
+                                      "--html", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = _document(out.read_text(encoding="utf-8"))
+    assert doc["kind"] == "compare" and doc["names"] == ["normalized", "numeric"]
+    assert len(doc["pairs"]) == len(_scores(report_folder))
+    two = CliRunner().invoke(app, ["compare", str(run), "--against", str(run),
+                                   "--resamples", "20", "--html", str(tmp_path / "two.html")])
+    assert two.exit_code == 0, two.output
+    same = _document((tmp_path / "two.html").read_text(encoding="utf-8"))
+    assert all(p["changes"] == {"merged": {}, "split": {}} and not p["flip"]
+               for p in same["pairs"])  # a run against itself: nothing moves
+    bad = CliRunner().invoke(app, ["compare", str(run), "--against", str(run)])
+    assert bad.exit_code == 2 and "--html" in bad.output

@@ -27,13 +27,21 @@ import numpy as np
 
 from recal.confidence import Classified
 from recal.flows import finite_json
-from recal.measure import HEADLINE_METRICS, MeasureReport, describe_run, metrics_rows
+from recal.measure import (
+    HEADLINE_METRICS,
+    MeasureConfig,
+    MeasureReport,
+    describe_run,
+    measure_run,
+    metrics_rows,
+)
 from recal.metrics.binned import width_bin_index
 from recal.metrics.reliability import ReliabilityData, reliability_data
-from recal.semantic.base import Collapser
+from recal.runstore import RunStore
+from recal.semantic.base import Collapser, get_collapser
 
-__all__ = ["explorer_document", "comparison_document", "question_records", "diagram_record",
-           "partition_changes"]
+__all__ = ["explorer_document", "comparison_document", "compare_runs", "question_records",
+           "diagram_record", "partition_changes"]
 
 
 def _finite(x: float) -> float | None:
@@ -207,3 +215,25 @@ def comparison_document(first: MeasureReport, second: MeasureReport, *,
                   "rows": [[names[0], *row[0][1:]], [names[1], *row[1][1:]]]},
         "pairs": pairs,
     }
+
+
+def compare_runs(first: RunStore, second: RunStore | None, collapses: Sequence[str], *,
+                 scorer: str = "modal_share", n_resamples: int = 1000, seed: int = 0,
+                 ) -> dict[str, Any]:
+    """The comparison document of ``first`` under ``collapses[0]`` and ``collapses[1]`` (when
+    ``second`` is None), or of ``first`` and ``second`` under ``collapses[0]``."""
+    if second is None and len(collapses) < 2:
+        raise ValueError("name two collapsing functions to compare one run, or a second run")
+    b_first = collapses[0]
+    b_second = collapses[0] if second is not None else collapses[1]
+    reports, collapsers = [], []
+    for store, name in ((first, b_first), (second or first, b_second)):
+        collapser = get_collapser(name)
+        config = MeasureConfig(collapse=name, scorers=(scorer,), n_resamples=n_resamples,
+                               seed=seed)
+        reports.append(measure_run(store, config, collapser=collapser))
+        collapsers.append(collapser)
+    names = ((b_first, b_second) if second is None else
+             (first.path.name, second.path.name))
+    return comparison_document(reports[0], reports[1], names=names,
+                               collapsers=(collapsers[0], collapsers[1]), scorer=scorer)
