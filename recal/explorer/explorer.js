@@ -56,7 +56,11 @@
       tbody.replaceChildren();
       const order = rows.map((r, i) => i);
       if (sortCol >= 0) order.sort((a, b) => { const x = key(rows[a][sortCol]), y = key(rows[b][sortCol]); return (x < y ? -1 : x > y ? 1 : 0) * dir; });
-      for (const i of order) tbody.append(el("tr", {}, ...rows[i].map((c) => el("td", { text: String(c) }))));
+      for (const i of order) {
+        const tr = el("tr", { "data-row": i }, ...rows[i].map((c) => el("td", { text: String(c) })));
+        if (o.onRow && o.linked && o.linked[i]) { tr.classList.add("linked"); tr.title = "show its reliability diagram"; tr.addEventListener("click", () => o.onRow(i, tr)); }
+        tbody.append(tr);
+      }
     }
     header.forEach((h, j) => tr.append(el("th", { text: h, title: "sort", on: { click: () => { dir = sortCol === j ? -dir : 1; sortCol = j; table.dataset.sorted = j + (dir > 0 ? "+" : "-"); draw(); } } })));
     thead.append(tr); table.append(thead, tbody); draw();
@@ -311,10 +315,32 @@
     list.draw();
   }
 
+  // ---------------------------------------------------------------- tables (bench, fit)
+  function tablesPage(doc, app) {
+    app.append(el("h1", { text: doc.title }));
+    const facts = el("ul", { class: "facts" });
+    for (const [k, v] of doc.facts) facts.append(el("li", {}, el("b", { text: k + ": " }), el("span", { text: v })));
+    app.append(facts, el("p", { class: "muted", text: "Click a column header to sort; click a row to see its method's reliability diagram." }));
+    doc.tables.forEach((t, n) => {
+      const fig = el("figure", { class: "figure", hidden: "" });
+      const show = (i, tr) => {
+        const key = t.figures[i];
+        fig.replaceChildren(el("figcaption", { text: key }), el("img", { src: doc.images[key], alt: key }));
+        fig.hidden = false;
+        table.querySelectorAll("tr.on").forEach((r) => r.classList.remove("on")); tr.classList.add("on");
+      };
+      const table = sortable(t.header, t.rows, { onRow: show, linked: t.figures, cls: "bench" });
+      table.id = "table-" + n;
+      app.append(el("h2", { text: t.title }), el("p", { class: "muted", text: t.caption }), table, fig);
+    });
+  }
+
   load().then((doc) => {
     const app = document.getElementById("app");
     app.replaceChildren();
-    if (doc.kind === "compare") comparePage(doc, app); else runPage(doc, app);
+    if (doc.kind === "compare") comparePage(doc, app);
+    else if (doc.kind === "tables") tablesPage(doc, app);
+    else runPage(doc, app);
     document.body.dataset.ready = "1";
   }).catch((err) => {
     const app = document.getElementById("app");
