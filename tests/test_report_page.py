@@ -325,3 +325,25 @@ def test_cli_compare_writes_a_comparison_page(report_folder, tmp_path):
                for p in same["pairs"])  # a run against itself: nothing moves
     bad = CliRunner().invoke(app, ["compare", str(run), "--against", str(run)])
     assert bad.exit_code == 2 and "--html" in bad.output
+
+
+def test_fit_page_sorts_by_value(browser, tmp_path):
+    from recal.flows import write_fit
+
+    def metric(x: float) -> dict:
+        return {"estimate": x, "low": x - 0.05, "high": x + 0.05, "std": 0.02,
+                "n_resamples": 100, "confidence_level": 0.95, "interval": "percentile"}
+
+    values = {"platt": 0.12, "isotonic": 0.05, "identity": 0.3, "beta": 0.08}
+    shown = ("smooth_ece", "ece", "brier_score", "auroc", "accuracy")
+    doc = {"config": {"cv_folds": None}, "n_heldout": 30, "n_calibration": 30,
+           "base_rate_brier": 0.25,
+           "methods": {name: {"heldout": {m: metric(v) for m in shown}, "verdict": "good"}
+                       for name, v in values.items()}}
+    write_fit(doc, tmp_path / "fit")
+    page = open_page(browser, tmp_path / "fit" / "fit.html")
+    page.click("#table-0 th:nth-child(2)")  # smooth_ece, by value
+    methods = page.eval("[...document.querySelectorAll('#table-0 tbody tr td:first-child')]"
+                        ".map(e => e.textContent)")
+    assert methods == sorted(values, key=values.get)
+    assert page.errors == []
