@@ -347,3 +347,50 @@ def test_fit_page_sorts_by_value(browser, tmp_path):
                         ".map(e => e.textContent)")
     assert methods == sorted(values, key=values.get)
     assert page.errors == []
+
+
+@pytest.mark.slow
+def test_real_smollm2_report_opens_and_explains_a_question(browser, tmp_path):
+    """The packaged SmolLM2-135M-Instruct's own answers, through `recal measure`'s report."""
+    from recal.models import load_backend
+    from recal.samples import SamplingConfig
+    from recal.sampling import sample_run
+
+    backend = load_backend("smollm2-135m-instruct")
+    questions = [Question("fr", "What is the capital of France?", ("Paris",)),
+                 Question("sum", "What is 2 + 3?", ("5", "five")),
+                 Question("au", "What is the chemical symbol for gold?", ("Au",))]
+    store = sample_run(backend, questions, out=tmp_path / "run",
+                       config=SamplingConfig(n_samples=6, max_new_tokens=16), progress=False)
+    folder = write_report(measure_run(store, MeasureConfig(n_resamples=50)), tmp_path / "report")
+    rows = _scores(folder)
+    fr = next(r for r in rows if r["id"] == "fr")
+    conf = fr["scorers"]["modal_share"]["confidence"]
+    k = int(np.clip(np.searchsorted(np.linspace(0, 1, 11), conf, side="right") - 1, 0, 9))
+    page = open_page(browser, folder / "report.html")
+    page.click(f"svg[data-scorer='modal_share'] .bin[data-bin='{k}']")
+    assert "fr" in listed_ids(page)
+    page.click("tr.qrow[data-id='fr']")
+    texts = page.eval("[...document.querySelectorAll('.detail .member .txt')]"
+                      ".map(e => e.textContent)")
+    samples = store.samples_by_id()["fr"].samples
+    assert sorted(set(texts)) == sorted({s.text for s in samples})  # the raw answers, all
+    # seeded sampling: some answers say Paris, and they form one class, graded correct
+    assert "paris" in fr["classes"]
+    row = page.eval("[...document.querySelectorAll('.detail tr.cls')].map(r => "
+                    "[r.children[1].textContent, r.children[3].textContent])")
+    assert ["paris", "\u2713 correct"] in row
+    assert page.errors == []
+
+
+def test_grade_reasons_say_which_gold_form_matched_or_none():
+    from recal.semantic.normalize import grade_reason
+
+    forms = ["paris", "city of light"]
+    assert grade_reason("paris", forms) == "equals gold 'paris'"
+    assert grade_reason("paris france", forms) == "starts with gold 'paris' (+1 word)"
+    assert grade_reason("city of light today", forms) == "starts with gold 'city of light' (+1 word)"
+    assert grade_reason("not paris", forms) == "matches no gold form ('paris', 'city of light')"
+    assert grade_reason("paris or london", forms).startswith("matches no gold form")
+    assert grade_reason("", forms) == "no answer"
+    assert get_collapser("numeric").explain(Question("q", "2+3?", ("5",)), ["5"]) is None
