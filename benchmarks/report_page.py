@@ -30,8 +30,9 @@ from recal.runstore import RunStore
 from recal.samples import QuestionSamples, Sample
 
 RESULTS = Path(__file__).resolve().parent / "results" / "report_page.json"
-WORDS = ("river mountain city island king queen poet planet metal ocean desert forest bridge "
-         "tower empire war treaty element painter composer").split()
+WORDS = ("river", "mountain", "city", "island", "king", "queen", "poet", "planet", "metal",
+         "ocean", "desert", "forest", "bridge", "tower", "empire", "war", "treaty", "element",
+         "painter", "composer")
 FORMS = ("{}", "{}.", "The answer is {}.", "It is {}.", "I think {}", "{}, of course.")
 
 

@@ -389,7 +389,8 @@ def test_grade_reasons_say_which_gold_form_matched_or_none():
     forms = ["paris", "city of light"]
     assert grade_reason("paris", forms) == "equals gold 'paris'"
     assert grade_reason("paris france", forms) == "starts with gold 'paris' (+1 word)"
-    assert grade_reason("city of light today", forms) == "starts with gold 'city of light' (+1 word)"
+    assert grade_reason("city of light today", forms) == (
+        "starts with gold 'city of light' (+1 word)")
     assert grade_reason("not paris", forms) == "matches no gold form ('paris', 'city of light')"
     assert grade_reason("paris or london", forms).startswith("matches no gold form")
     assert grade_reason("", forms) == "no answer"
