@@ -352,8 +352,10 @@ def run_bench_flow(flow: BenchFlow) -> Path:
 
 def write_fit(doc: Mapping[str, Any], folder: str | Path) -> str:
     """Write a fit's record (``fit.json``, the :meth:`recal.repair.FitReport.to_dict` document)
-    and its held-out table (``table.md``) into ``folder``; returns the table."""
-    from recal.tables import fit_table
+    and its held-out table (``table.md``, and sortable in ``fit.html``) into ``folder``; returns
+    the table."""
+    from recal.explorer.page import write_page
+    from recal.tables import fit_rows, fit_table
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -361,6 +363,12 @@ def write_fit(doc: Mapping[str, Any], folder: str | Path) -> str:
                                                 allow_nan=False, default=str))
     table = fit_table(dict(doc))
     (folder / "table.md").write_text(table + "\n")
+    caption, header, rows = fit_rows(dict(doc))
+    write_page({"kind": "tables", "title": "recal fit", "images": {},
+                "facts": [["run", str(doc.get("run", ""))]],
+                "tables": [{"title": "Held-out metrics", "caption": caption, "header": header,
+                            "rows": rows, "figures": [None] * len(rows)}]},
+               folder / "fit.html")
     return table
 
 

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["packaged_models_table", "compare_table", "fit_table", "export_summary"]
+__all__ = ["packaged_models_table", "compare_table", "fit_rows", "fit_table", "export_summary"]
 
 
 def packaged_models_table(root: Path) -> list[str]:
@@ -59,28 +59,35 @@ def compare_table(result: dict[str, dict[str, Any]], confidence: str) -> str:
     return "\n".join(lines)
 
 
-def fit_table(doc: dict[str, Any]) -> str:
-    """:meth:`recal.repair.FitReport.to_dict`'s held-out metrics, one row per repair method (and
-    the resampled confirmation of the sampling temperature, when the document holds one)."""
+def fit_rows(doc: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """:func:`fit_table`'s caption, header and rows (cells as text)."""
     from recal.measure import HEADLINE_METRICS
 
     shown = [m for m in HEADLINE_METRICS if m != "mean_confidence"]
     split = (f"out of fold ({doc['config']['cv_folds']}-fold), {doc['n_heldout']} questions"
              if doc["config"].get("cv_folds") else
              f"{doc['n_heldout']} questions (fitted on {doc['n_calibration']})")
-    lines = [f"Held-out: {split}; "
-             f"base-rate Brier {doc['base_rate_brier']:.3f}. Each cell: estimate [95% interval].",
-             "", "| method | " + " | ".join(shown) + " | verdict |",
-             "|---" * (len(shown) + 2) + "|"]
+    caption = (f"Held-out: {split}; "
+               f"base-rate Brier {doc['base_rate_brier']:.3f}. Each cell: estimate [95% interval].")
+    rows = []
     for name, entry in doc["methods"].items():
         label = name + (f" (tau = {entry['tau']:g})" if "tau" in entry else "")
         cells = [_cell(entry["heldout"][m]) if entry["heldout"] else "-" for m in shown]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {entry['verdict']} |")
+        rows.append([label, *cells, str(entry["verdict"])])
     confirmed = doc.get("sampling_temperature_confirmed")
     if confirmed:
         cells = [_cell(confirmed["heldout"][m]) for m in shown]
-        lines.append(f"| sampling_temperature resampled (tau = {confirmed['tau']:g}) | "
-                     + " | ".join(cells) + " | confirmation |")
+        rows.append([f"sampling_temperature resampled (tau = {confirmed['tau']:g})", *cells,
+                     "confirmation"])
+    return caption, ["method", *shown, "verdict"], rows
+
+
+def fit_table(doc: dict[str, Any]) -> str:
+    """:meth:`recal.repair.FitReport.to_dict`'s held-out metrics, one row per repair method (and
+    the resampled confirmation of the sampling temperature, when the document holds one)."""
+    caption, header, rows = fit_rows(doc)
+    lines = [caption, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -202,6 +202,8 @@ def test_write_fit_stores_the_record_and_the_table(tmp_path):
     assert "mean_confidence" not in table
     cross = write_fit(dict(doc, config={"cv_folds": 5}), tmp_path / "cv")
     assert cross.startswith("Held-out: out of fold (5-fold), 30 questions;")
+    page = (tmp_path / "fit" / "fit.html").read_text(encoding="utf-8")
+    assert "data-format='json'" in page and "sampling_temperature (tau = 1.4)" in page
 
 
 def test_tuning_config_refuses_an_option_the_method_does_not_take():

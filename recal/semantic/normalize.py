@@ -58,6 +58,7 @@ __all__ = [
     "NormalizedCollapser",
     "extract_answer",
     "gold_forms",
+    "grade_reason",
     "matches_gold",
     "normalize_answer",
     "normalize_text",
@@ -393,6 +394,21 @@ def matches_gold(label: str, forms: Iterable[str], *, max_extra_tokens: int = 2)
     return False
 
 
+def grade_reason(label: str, forms: Sequence[str], *, max_extra_tokens: int = 2) -> str:
+    """In words, why :func:`matches_gold` accepts or refuses ``label`` against ``forms``: "equals
+    gold 'paris'", "starts with gold 'paris' (+1 word)", "matches no gold form ('paris')" or
+    "no answer"."""
+    if not label.split():
+        return "no answer"
+    for form in forms:
+        if matches_gold(label, [form], max_extra_tokens=max_extra_tokens):
+            extra = len(label.split()) - len(form.split())
+            return (f"equals gold {form!r}" if extra == 0 else
+                    f"starts with gold {form!r} (+{extra} word{'s' if extra > 1 else ''})")
+    shown = ", ".join(repr(f) for f in forms) or "none"
+    return f"matches no gold form ({shown})"
+
+
 def _is_number(token: str) -> bool:
     return re.fullmatch(r"-?\d+(?:\.\d+)?", token) is not None
 
@@ -439,3 +455,16 @@ class NormalizedCollapser(Collapser):
     def is_correct(self, question: Question, label: str) -> bool:
         return matches_gold(normalize_text(label), self._forms(question),
                             max_extra_tokens=self.max_extra_tokens)
+
+    def explain(self, question: Question, texts: Sequence[str]) -> list[tuple[str, str]]:
+        """Per text, its normalised answer span and :func:`grade_reason` for it."""
+        forms = self._forms(question)
+        reasons: dict[str, str] = {}
+        out = []
+        for text in texts:
+            span = self._span(question, text)
+            if span not in reasons:
+                reasons[span] = grade_reason(normalize_text(span), forms,
+                                             max_extra_tokens=self.max_extra_tokens)
+            out.append((span, reasons[span]))
+        return out
