@@ -28,6 +28,13 @@ def _fmt(value: float, digits: int = 3) -> str:
     return "-" if value != value else f"{value:.{digits}f}"
 
 
+def _selective_cells(heldout: dict[str, BootstrapResult]) -> str:
+    """AURC, PRR and selective accuracy at 10% ("-" where a result lacks them or is nan)."""
+    values = [heldout[m].estimate if m in heldout else float("nan")
+              for m in ("aurc", "prr", "selective_accuracy_10")]
+    return " | ".join(_fmt(v) for v in values)
+
+
 def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None,
                     methods: Sequence[str] | None = None) -> str:
     """The per model x dataset tables (held-out metrics, accuracy change, cost)."""
@@ -41,9 +48,9 @@ def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None
         lines += [f"### {model} on {dataset}", "",
                   f"{info.get('questions', '?')} questions, held-out half judged; sampling "
                   f"{_fmt(secs or float('nan'), 0)} s for {info.get('answers', '?')} answers.",
-                  "", "| scorer | method | smooth ECE | ECE | Brier | AUROC | accuracy "
-                  "(before) | confidence | fit s | sequences/q | verdict |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "", "| scorer | method | smooth ECE | ECE | Brier | AUROC | AURC | PRR | "
+                  "acc@10% | accuracy (before) | confidence | fit s | sequences/q | verdict |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in report.rows:
             if (r.model, r.dataset) != (model, dataset):
                 continue
@@ -52,7 +59,8 @@ def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None
             if keep_methods is not None and r.method not in keep_methods:
                 continue
             if r.heldout is None:
-                lines.append(f"| {r.scorer} | {r.method} | {r.error_text()} | | | | | | | | |")
+                lines.append(f"| {r.scorer} | {r.method} | {r.error_text()} |"
+                             + " |" * 11)
                 continue
             h = r.heldout
             acc = h["accuracy"].estimate
@@ -62,7 +70,7 @@ def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None
             lines.append(
                 f"| {r.scorer} | {r.method}{note} | {_ci(h['smooth_ece'])} | "
                 f"{h['ece'].estimate:.3f} | {h['brier_score'].estimate:.3f} | "
-                f"{h['auroc'].estimate:.3f} | {acc_txt} | {h['mean_confidence'].estimate:.3f} | "
+                f"{h['auroc'].estimate:.3f} | {_selective_cells(h)} | {acc_txt} | {h['mean_confidence'].estimate:.3f} | "
                 f"{r.fit_seconds:.3f} | {r.sequences_per_question:g} | "
                 f"{r.detail.get('verdict', 'reference (no repair)')} |")
         lines.append("")

@@ -5,8 +5,9 @@
 
 The report folder holds ``scores.jsonl`` (per question: classes with counts, and each scorer's
 answer, confidence and correctness), ``metrics.json`` (every metric with a bootstrap interval, per
-scorer), ``reliability.png`` (one diagram per scorer) and ``report.md`` / ``report.html``, the
-page a person reads first. The collapsing function used is named in all of them.
+scorer), ``reliability.png`` (one diagram per scorer), ``risk_coverage.png`` (the selective view:
+risk against coverage per scorer) and ``report.md`` / ``report.html``, the page a person reads
+first. The collapsing function used is named in all of them.
 """
 
 from __future__ import annotations
@@ -38,10 +39,16 @@ from recal.semantic.base import Collapser, get_collapser
 from recal.tables import interval_cell
 
 __all__ = ["MeasureConfig", "ScorerResult", "MeasureReport", "measure_run", "write_report",
-           "compare_collapsers", "HEADLINE_METRICS"]
+           "compare_collapsers", "HEADLINE_METRICS", "SELECTIVE_METRICS"]
 
 DEFAULT_SCORERS = DEFAULT_CONFIDENCES
 HEADLINE_METRICS = ("smooth_ece", "ece", "brier_score", "auroc", "accuracy", "mean_confidence")
+#: The selective-prediction view: answer only the most confident questions.
+SELECTIVE_METRICS = ("aurc", "prr", "selective_accuracy_10", "accuracy")
+_SELECTIVE_NOTE = ("Answering only the most confident questions: AURC is the area under the "
+                   "risk-coverage curve (lower is better), PRR the share of the way from a random "
+                   "ranking (0) to a perfect one (1), selective_accuracy_10 the accuracy of the "
+                   "10% most confident answers (HELM's selective accuracy).")
 
 
 @dataclass(frozen=True)
@@ -207,7 +214,8 @@ def _examples(report: MeasureReport, k: int = 5) -> list[tuple[str, str, str, fl
 
 
 def write_report(report: MeasureReport, out: str | Path, *, diagram: bool = True) -> Path:
-    """Write scores.jsonl, metrics.json, reliability.png, report.md and report.html."""
+    """Write scores.jsonl, metrics.json, reliability.png, risk_coverage.png, report.md and
+    report.html."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
@@ -235,11 +243,14 @@ def write_report(report: MeasureReport, out: str | Path, *, diagram: bool = True
     }
     (out / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, sort_keys=True) + "\n")
     if diagram:
-        from recal.plots import reliability_data, save_reliability_grid
+        from recal.metrics import risk_coverage_curve
+        from recal.plots import reliability_data, save_reliability_grid, save_risk_coverage
 
         panels = [(name, reliability_data(*r.arrays(), seed=report.config.seed))
                   for name, r in report.results.items()]
         save_reliability_grid(panels, out / "reliability.png", ncols=min(3, len(panels)))
+        save_risk_coverage([(name, risk_coverage_curve(*r.arrays()))
+                            for name, r in report.results.items()], out / "risk_coverage.png")
     _write_pages(report, out, diagram)
     return out
 
@@ -255,6 +266,10 @@ def _write_pages(report: MeasureReport, out: Path, diagram: bool) -> None:
            "evidence of miscalibration.", "", _markdown_table(table), ""]
     if diagram:
         md += ["![reliability diagrams](reliability.png)", ""]
+    selective = _metrics_table(report, SELECTIVE_METRICS)
+    md += ["## Selective prediction", "", _SELECTIVE_NOTE, "", _markdown_table(selective), ""]
+    if diagram:
+        md += ["![risk-coverage curves](risk_coverage.png)", ""]
     if examples:
         md += ["## Most confident wrong answers", "",
                _markdown_table([["question", "gold", "model's answer", "confidence"]] +
@@ -275,6 +290,11 @@ def _write_pages(report: MeasureReport, out: Path, diagram: bool) -> None:
     page += ["</table>"]
     if diagram:
         page += ["<p><img src='reliability.png' alt='reliability diagrams' width='100%'></p>"]
+    page += ["<h2>Selective prediction</h2>", f"<p>{html.escape(_SELECTIVE_NOTE)}</p><table>",
+             f"<tr>{cells(selective[0], 'th')}</tr>"]
+    page += [f"<tr>{cells(r, 'td')}</tr>" for r in selective[1:]] + ["</table>"]
+    if diagram:
+        page += ["<p><img src='risk_coverage.png' alt='risk-coverage curves'></p>"]
     if examples:
         page += ["<h2>Most confident wrong answers</h2><table>",
                  f"<tr>{cells(['question', 'gold', 'answer', 'confidence'], 'th')}</tr>"]
