@@ -70,7 +70,8 @@ def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None
             lines.append(
                 f"| {r.scorer} | {r.method}{note} | {_ci(h['smooth_ece'])} | "
                 f"{h['ece'].estimate:.3f} | {h['brier_score'].estimate:.3f} | "
-                f"{h['auroc'].estimate:.3f} | {_selective_cells(h)} | {acc_txt} | {h['mean_confidence'].estimate:.3f} | "
+                f"{h['auroc'].estimate:.3f} | {_selective_cells(h)} | {acc_txt} | "
+                f"{h['mean_confidence'].estimate:.3f} | "
                 f"{r.fit_seconds:.3f} | {r.sequences_per_question:g} | "
                 f"{r.detail.get('verdict', 'reference (no repair)')} |")
         lines.append("")

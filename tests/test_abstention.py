@@ -89,9 +89,9 @@ ANSWER, TRUTH = _world_arrays()
 
 
 def synthetic_population(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` questions of the synthetic world answered by the overconfident model: each a fact drawn at random, gold realised from the fact's true
-    distribution, M answers from the rule's distribution; modal share and whether it is right
-    (ties for the mode broken at random)."""
+    """``n`` questions of the synthetic world answered by the overconfident model: each a fact
+    drawn at random, gold realised from the fact's true distribution, M answers from the model;
+    the modal share and whether the mode is right (ties for the mode broken at random)."""
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(ANSWER), size=n)
     counts = rng.multinomial(M, ANSWER[picks])
