@@ -273,8 +273,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _within(seconds: float, work: Any, *args: Any) -> Any:
-    """``work(*args)`` in this worker thread, its sampling stopped past ``seconds``: a request
-    that has timed out stops computing instead of holding a core."""
+    """``work(*args)`` in this worker thread, stopped past ``seconds``: a request that has
+    timed out stops computing instead of holding a core (in-process sampling stops at its next
+    decode step; an HTTP upstream's request and retries wait no longer than the deadline)."""
     with sampling_deadline(seconds):
         return work(*args)
 
@@ -398,8 +399,10 @@ def create_app(service: ConfidenceService, config: ServeConfig | None = None) ->
         except _Refused as refused:
             return refused.response
         request.state.log["n"] = body.get("n") or 1
+        deadline = time.monotonic() + config.request_timeout
         try:
-            result = await asyncio.wait_for(_answer(body, question), config.request_timeout)
+            result = await asyncio.wait_for(_answer(body, question, deadline),
+                                            config.request_timeout)
         except (TimeoutError, SamplingStopped):
             return _error(504, f"no answer within {config.request_timeout:g} s "
                           "(--request-timeout)", "timeout")
@@ -425,12 +428,15 @@ def create_app(service: ConfidenceService, config: ServeConfig | None = None) ->
             headers["X-Recal-Abstention"] = result["recal"]["abstention"]["decision"]
         return _StrictJSON(result, headers=headers)
 
-    async def _answer(body: dict[str, Any], question: str) -> dict[str, Any]:
+    async def _answer(body: dict[str, Any], question: str, deadline: float
+                      ) -> dict[str, Any]:
         async with gate:
             with metrics.lock:
                 metrics.in_flight += 1
             try:
-                seconds = config.request_timeout
+                # What is left of the request's time, passed down to the upstream request and
+                # to sampling, so that nothing keeps working once the client has its 504.
+                seconds = max(deadline - time.monotonic(), 0.0)
                 answer, record = await asyncio.gather(
                     run_in_threadpool(_within, seconds, service.answer, body),
                     run_in_threadpool(_within, seconds, service.sample, question))
