@@ -28,6 +28,12 @@ def _fmt(value: float, digits: int = 3) -> str:
     return "-" if value != value else f"{value:.{digits}f}"
 
 
+def _selective_cells(heldout: dict[str, BootstrapResult]) -> list[str]:
+    """AURC, PRR and selective accuracy at 10% ("-" where a result lacks them or is nan)."""
+    return [_fmt(heldout[m].estimate if m in heldout else float("nan"))
+            for m in ("aurc", "prr", "selective_accuracy_10")]
+
+
 def bench_tables(report: BenchReport, *, scorers: Sequence[str] | None = None,
                  methods: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The per model x dataset tables as data: per table a ``title``, a ``caption``, the
@@ -46,7 +52,8 @@ def bench_tables(report: BenchReport, *, scorers: Sequence[str] | None = None,
             "caption": f"{info.get('questions', '?')} questions, held-out half judged; sampling "
                        f"{_fmt(secs or float('nan'), 0)} s for {info.get('answers', '?')} "
                        "answers.",
-            "header": ["scorer", "method", "smooth ECE", "ECE", "Brier", "AUROC",
+            "header": ["scorer", "method", "smooth ECE", "ECE", "Brier", "AUROC", "AURC", "PRR",
+                       "acc@10%",
                        "accuracy (before)", "confidence", "fit s", "sequences/q", "verdict"],
             "rows": [], "figures": []}
         for r in report.rows:
@@ -57,7 +64,7 @@ def bench_tables(report: BenchReport, *, scorers: Sequence[str] | None = None,
             if keep_methods is not None and r.method not in keep_methods:
                 continue
             if r.heldout is None:
-                table["rows"].append([r.scorer, r.method, r.error_text()] + [""] * 8)
+                table["rows"].append([r.scorer, r.method, r.error_text()] + [""] * 11)
                 table["figures"].append(None)
                 continue
             h = r.heldout
@@ -68,7 +75,8 @@ def bench_tables(report: BenchReport, *, scorers: Sequence[str] | None = None,
             table["rows"].append([
                 r.scorer, f"{r.method}{note}", _ci(h["smooth_ece"]),
                 f"{h['ece'].estimate:.3f}", f"{h['brier_score'].estimate:.3f}",
-                f"{h['auroc'].estimate:.3f}", acc_txt, f"{h['mean_confidence'].estimate:.3f}",
+                f"{h['auroc'].estimate:.3f}", *_selective_cells(h), acc_txt,
+                f"{h['mean_confidence'].estimate:.3f}",
                 f"{r.fit_seconds:.3f}", f"{r.sequences_per_question:g}",
                 str(r.detail.get("verdict", "reference (no repair)"))])
             table["figures"].append(f"reliability-{r.method.replace(':', '-')}"
@@ -87,7 +95,7 @@ def markdown_tables(report: BenchReport, *, scorers: Sequence[str] | None = None
                   "|---" * len(table["header"]) + "|"]
         for row in table["rows"]:
             if row[2] and not any(row[3:]):  # an error row: its text in one cell
-                lines.append(f"| {row[0]} | {row[1]} | {row[2]} | | | | | | | | |")
+                lines.append(f"| {row[0]} | {row[1]} | {row[2]} |" + " |" * (len(row) - 3))
             else:
                 lines.append("| " + " | ".join(row) + " |")
         lines.append("")

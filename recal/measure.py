@@ -5,8 +5,9 @@
 
 The report folder holds ``scores.jsonl`` (per question: classes with counts, and each scorer's
 answer, confidence and correctness), ``metrics.json`` (every metric with a bootstrap interval, per
-scorer), ``reliability.png`` (one diagram per scorer) and ``report.md`` / ``report.html``, the
-page a person reads first. The collapsing function used is named in all of them.
+scorer), ``reliability.png`` (one diagram per scorer), ``risk_coverage.png`` (the selective view:
+risk against coverage per scorer) and ``report.md`` / ``report.html``, the page a person reads
+first. The collapsing function used is named in all of them.
 """
 
 from __future__ import annotations
@@ -37,10 +38,17 @@ from recal.semantic.base import Collapser, get_collapser
 from recal.tables import interval_cell
 
 __all__ = ["MeasureConfig", "ScorerResult", "MeasureReport", "measure_run", "write_report",
-           "compare_collapsers", "HEADLINE_METRICS", "describe_run", "metrics_rows"]
+           "compare_collapsers", "HEADLINE_METRICS", "SELECTIVE_METRICS", "describe_run",
+           "metrics_rows"]
 
 DEFAULT_SCORERS = DEFAULT_CONFIDENCES
 HEADLINE_METRICS = ("smooth_ece", "ece", "brier_score", "auroc", "accuracy", "mean_confidence")
+#: The selective-prediction view: answer only the most confident questions.
+SELECTIVE_METRICS = ("aurc", "prr", "selective_accuracy_10", "accuracy")
+_SELECTIVE_NOTE = ("Answering only the most confident questions: AURC is the area under the "
+                   "risk-coverage curve (lower is better), PRR the share of the way from a random "
+                   "ranking (0) to a perfect one (1), selective_accuracy_10 the accuracy of the "
+                   "10% most confident answers (HELM's selective accuracy).")
 
 
 @dataclass(frozen=True)
@@ -208,8 +216,8 @@ def _examples(report: MeasureReport, k: int = 5) -> list[tuple[str, str, str, fl
 
 
 def write_report(report: MeasureReport, out: str | Path, *, diagram: bool = True) -> Path:
-    """Write scores.jsonl, metrics.json, reliability.png, report.md and report.html (the
-    explorer page of :mod:`recal.explorer`)."""
+    """Write scores.jsonl, metrics.json, reliability.png, risk_coverage.png, report.md and
+    report.html (the explorer page of :mod:`recal.explorer`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
@@ -242,9 +250,12 @@ def write_report(report: MeasureReport, out: str | Path, *, diagram: bool = True
     panels = [(name, reliability_data(*r.arrays(), seed=report.config.seed))
               for name, r in report.results.items()]
     if diagram:
-        from recal.plots import save_reliability_grid
+        from recal.metrics import risk_coverage_curve
+        from recal.plots import save_reliability_grid, save_risk_coverage
 
         save_reliability_grid(panels, out / "reliability.png", ncols=min(3, len(panels)))
+        save_risk_coverage([(name, risk_coverage_curve(*r.arrays()))
+                            for name, r in report.results.items()], out / "risk_coverage.png")
     _write_markdown(report, out, diagram)
     write_page(explorer_document(report, report.collapser, panels), out / "report.html")
     return out
@@ -261,6 +272,10 @@ def _write_markdown(report: MeasureReport, out: Path, diagram: bool) -> None:
            "evidence of miscalibration.", "", _markdown_table(table), ""]
     if diagram:
         md += ["![reliability diagrams](reliability.png)", ""]
+    selective = metrics_rows(report, SELECTIVE_METRICS)
+    md += ["## Selective prediction", "", _SELECTIVE_NOTE, "", _markdown_table(selective), ""]
+    if diagram:
+        md += ["![risk-coverage curves](risk_coverage.png)", ""]
     if examples:
         md += ["## Most confident wrong answers", "",
                _markdown_table([["question", "gold", "model's answer", "confidence"]] +

@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["packaged_models_table", "compare_table", "fit_rows", "fit_table", "export_summary"]
+__all__ = ["packaged_models_table", "compare_table", "fit_rows", "fit_table", "export_summary",
+           "abstention_summary"]
 
 
 def packaged_models_table(root: Path) -> list[str]:
@@ -97,3 +98,25 @@ def export_summary(method: str, metrics: dict[str, Any], folder: Path) -> str:
     return (f"exported {method} ({metrics['verdict']}) to {folder}: held-out smooth "
             f"ECE {held['smooth_ece']['estimate']:.3f}, Brier "
             f"{held['brier_score']['estimate']:.3f}, AUROC {held['auroc']['estimate']:.3f}")
+
+
+def abstention_summary(rule: dict[str, Any] | None) -> str:
+    """One line on a scorer's abstention threshold: the target, its guarantee, the threshold and
+    what it gave on the calibration and held-out splits."""
+    if rule is None:
+        return "abstention: none (the scorer was exported without one)"
+    head = (f"abstention (risk <= {rule['target_risk']:g} with probability "
+            f"{1 - rule['delta']:g}): ")
+    if rule.get("threshold") is None:
+        return head + f"no threshold; {rule.get('reason', '')}"
+    held = rule.get("heldout") or {}
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    calibrated = rule.get("calibrated_threshold")
+    return (head + f"answer when raw confidence >= {rule['threshold']:.4g}"
+            + (f" (calibrated {calibrated:.3f})" if calibrated is not None else "")
+            + f"; calibration risk {pct(rule.get('calibration_risk'))} at coverage "
+            f"{pct(rule.get('calibration_coverage'))}; held-out risk {pct(held.get('risk'))} at "
+            f"coverage {pct(held.get('coverage'))} of {held.get('n', 0)}")

@@ -116,6 +116,13 @@ def test_tiny_bench_runs_end_to_end(tiny_bench):
     md = (out / "bench.md").read_text()
     assert "| modal_share | sampling_temperature (T=" in md
     assert "| modal_share | isotonic | not fitted: the calibration split has no correct" in md
+    # The selective view beside the calibration metrics; every row as wide as the header. No
+    # answer is right, so AURC is 1 and PRR undefined ("-").
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert "| AUROC | AURC | PRR | acc@10% |" in table[0]
+    assert {line.count("|") for line in table} == {table[0].count("|")}
+    identity = next(line for line in table if line.startswith("| modal_share | identity |"))
+    assert "| 1.000 | - | 0.000 |" in identity
     assert (out / "reliability-identity.png").stat().st_size > 5000
 
 

@@ -75,18 +75,20 @@ def test_answer_comes_with_its_calibrated_confidence(proxy, scorer_dir):
     completion = raw.parse()
     assert completion.choices[0].message.content.strip()
     extra = completion.model_extra["recal"]
-    assert 0 <= extra["confidence"] <= 1 and 0 <= extra["raw_confidence"] <= 1
-    assert raw.headers["X-Recal-Confidence"] == f"{extra['confidence']:.6f}"
     assert extra["samples"] == 6 and sum(extra["classes"].values()) <= 6
     assert extra["method"] == "platt" and extra["scorer"] == "modal_share"
-    # the confidence is the exported map applied to the raw score
-    recalibrator = load_scorer(scorer_dir).recalibrator
-    assert extra["confidence"] == pytest.approx(
-        float(recalibrator.predict_proba([extra["raw_confidence"]])[0]), abs=1e-9)
     if extra["agrees_with_modal"]:
-        assert extra["answer"] == extra["modal_answer"]
-    else:  # another class: its raw confidence is its share of the samples
+        assert extra["answer"] == extra["modal_answer"] and extra["note"] is None
+        assert 0 <= extra["confidence"] <= 1 and 0 <= extra["raw_confidence"] <= 1
+        assert raw.headers["X-Recal-Confidence"] == f"{extra['confidence']:.6f}"
+        # the confidence is the exported map applied to the raw score
+        recalibrator = load_scorer(scorer_dir).recalibrator
+        assert extra["confidence"] == pytest.approx(
+            float(recalibrator.predict_proba([extra["raw_confidence"]])[0]), abs=1e-9)
+    else:  # another class: its share of the samples, and no confidence (the map is unchecked)
         assert extra["raw_confidence"] == extra["classes"].get(extra["answer"], 0) / 6
+        assert extra["confidence"] is None and "not the modal class" in extra["note"]
+        assert raw.headers["X-Recal-Confidence"] == "null"
 
 
 def test_a_request_without_the_key_is_refused(proxy):
