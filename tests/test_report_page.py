@@ -33,7 +33,7 @@ EVIL = ["<script>alert(1)</script>", "</script><b>bold</b>", "a\u2028b\u2029c",
         "\u200f\u05e9\u05dc\u05d5\u05dd\u200e abc \u202e", "&amp; &lt;"]
 MANIFEST = {"model": {"name": "m", "kind": "chat", "backend": "test", "config_hash": "h"},
             "style": "concise", "shots": 0, "questions": {"count": 0, "dataset": "d", "hash": "x"},
-            "sampling": {"n_samples": M, "temperature": 1.0}}
+            "sampling": {"n_samples": M, "temperature": 1.0, "greedy": True}}
 
 
 def _sample(text: str) -> Sample:
