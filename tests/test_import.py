@@ -206,6 +206,21 @@ def test_openai_batch_output_with_n_choices_or_repeated_requests(tmp_path):
     assert store.manifest["questions"]["dataset"] == "qs"
 
 
+def test_openai_responses_without_log_probs_say_how_to_request_them(tmp_path):
+    questions = jsonl(tmp_path / "qs.jsonl", [{"id": "a", "question": "A?", "answer": "x"}])
+    answers = jsonl(tmp_path / "out.jsonl", [openai_line("a", ["x", "y"], logprob=None)])
+    result = runner.invoke(app, ["import", str(answers), "-f", "openai", "--questions",
+                                 str(questions), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "token log-probs: no" in result.output and "top_logprobs: 1" in result.output
+    assert RunStore.open(tmp_path / "run").manifest["sampling"]["logprobs"] is False
+    with_them = jsonl(tmp_path / "lp.jsonl", [openai_line("a", ["x", "y"])])
+    result = runner.invoke(app, ["import", str(with_them), "-f", "openai", "--questions",
+                                 str(questions), "--out", str(tmp_path / "run2")])
+    assert result.exit_code == 0 and "token log-probs: yes" in result.output
+    assert "top_logprobs" not in result.output
+
+
 LM_EVAL_ROW = {
     "doc_id": 0, "doc": {"question": "Capital of France?", "answer": "Paris"},
     "target": "Paris",
@@ -406,13 +421,16 @@ def test_llama_cpp_server_responses_captured_imported_and_measured(llama_server,
 
     backend = HTTPBackend(HTTPConfig(base_url=llama_server.url))
     questions = llama_questions(6)
+    # llama-cpp-python's server returns token log-probs only when top_logprobs is given (it
+    # passes top_logprobs on as the number of alternatives, None meaning no log-probs at all)
     qfile = jsonl(tmp_path / "qs.jsonl", [q.to_dict() for q in questions])
     m, lines = 3, []
     for q in questions:
         for k in range(m):
             body = backend.request("POST", "chat/completions", {
                 "model": backend.served_model, "max_tokens": 12, "temperature": 1.0,
-                "logprobs": True, "messages": [{"role": "user", "content": q.question}]})
+                "logprobs": True, "top_logprobs": 1,
+                "messages": [{"role": "user", "content": q.question}]})
             lines.append({"custom_id": f"{q.id}-{k}",
                           "response": {"status_code": 200, "body": body}, "error": None})
     answers = jsonl(tmp_path / "batch_output.jsonl", lines)
@@ -425,6 +443,12 @@ def test_llama_cpp_server_responses_captured_imported_and_measured(llama_server,
     assert texts == [line["response"]["body"]["choices"][0]["message"]["content"]
                      for line in lines[:m]]
     assert store.manifest["sampling"]["logprobs"] is True
+    first = lines[0]["response"]["body"]["choices"][0]["logprobs"]["content"]
+    # the run store keeps log-probs to 6 decimals
+    assert store.samples_by_id()[questions[0].id].samples[0].logprobs == pytest.approx(
+        [t["logprob"] for t in first], abs=1e-6)
+    assert all(x <= 0 for s in store.samples_by_id()[questions[0].id].samples
+               for x in s.logprobs)
     result = runner.invoke(app, ["measure", "--run", str(tmp_path / "run"), "--resamples", "50"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "run" / "report-normalized" / "metrics.json").read_text())

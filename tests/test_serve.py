@@ -143,12 +143,33 @@ def test_health_and_metrics(proxy):
     doc = health.json()
     assert doc["status"] == "ok" and doc["model"] == "smollm2" and doc["method"] == "platt"
     assert doc["samples"] == 6 and KEY not in health.text
-    _client(proxy).chat.completions.create(model="smollm2", messages=QUESTION, max_tokens=8)
-    metrics = httpx.get(f"{proxy}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
-    assert 'recal_requests_total{path="/v1/chat/completions",status="200"}' in metrics
-    count = next(line for line in metrics.splitlines()
-                 if line.startswith("recal_confidence_count"))
-    assert int(count.split()[1]) >= 1
+    before = _metrics(proxy)
+    completion = _client(proxy).chat.completions.create(model="smollm2", messages=QUESTION,
+                                                        max_tokens=8)
+    after = _metrics(proxy)
+    assert after['recal_requests_total{path="/v1/chat/completions",status="200"}'] == before.get(
+        'recal_requests_total{path="/v1/chat/completions",status="200"}', 0) + 1
+    # The one choice's confidence is counted where it belongs: given (a modal answer), or null
+    # with its reason (another class; at T = 1 and 8 tokens SmolLM2 gives either).
+    confidence = completion.model_extra["recal"]["confidence"]
+    null = 'recal_confidence_null_total{reason="non_modal"}'
+    if confidence is not None:
+        assert after["recal_confidence_count"] == before["recal_confidence_count"] + 1
+        assert after["recal_confidence_sum"] == pytest.approx(
+            before["recal_confidence_sum"] + confidence, abs=2e-6)
+        assert after[null] == before[null]
+    else:
+        assert after["recal_confidence_count"] == before["recal_confidence_count"]
+        assert after["recal_confidence_sum"] == before["recal_confidence_sum"]
+        assert after[null] == before[null] + 1
+    assert after['recal_confidence_null_total{reason="not_finite"}'] == 0
+
+
+def _metrics(proxy: str) -> dict[str, float]:
+    """/metrics' samples by name (with labels)."""
+    text = httpx.get(f"{proxy}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    return {name: float(value) for name, value in
+            (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))}
 
 
 def test_no_request_can_make_the_proxy_read_a_file_or_load_code(proxy, service, tmp_path,

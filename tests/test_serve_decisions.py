@@ -230,10 +230,12 @@ def test_refuse_withholds_answers_below_the_threshold(upstream):
 
 def test_a_non_modal_answer_has_no_confidence_and_is_below_every_threshold(upstream):
     up = upstream(_answers)
-    app = create_app(_service(up.url), ServeConfig(abstain="flag"))
+    service = _service(up.url)
+    app = create_app(service, ServeConfig(abstain="flag"))
     with TestClient(app) as client:
         doc = _ask(client, "Are you sure of France's capital?", n=2, temperature=1.0).json()
         other = _ask(client, "What is the capital of Wakanda?", n=2, temperature=1.0).json()
+        metrics = client.get("/metrics").text
     assert [c["recal"]["abstention"] for c in doc["choices"]] == ["answer", "answer"]
     first, second = other["choices"]
     assert first["recal"]["agrees_with_modal"] and first["recal"]["note"] is None
@@ -242,6 +244,13 @@ def test_a_non_modal_answer_has_no_confidence_and_is_below_every_threshold(upstr
     assert second["recal"]["raw_confidence"] == 0.25
     assert second["recal"]["note"] == NON_MODAL_NOTE
     assert second["recal"]["abstention"] == "flag"
+    # /metrics counts each choice: three confidences given (Paris twice at raw share 1, 'answer
+    # 0' at 2/4), the non-modal one as a null with its reason
+    given = service.scorer.recalibrator.predict_proba([1.0, 1.0, 0.5])
+    assert "recal_confidence_count 3\n" in metrics
+    assert f"recal_confidence_sum {sum(given):.6f}\n" in metrics
+    assert 'recal_confidence_null_total{reason="non_modal"} 1\n' in metrics
+    assert 'recal_confidence_null_total{reason="not_finite"} 0\n' in metrics
 
 
 def test_abstain_needs_a_scorer_with_a_threshold(upstream):

@@ -56,3 +56,7 @@ def import_(
                f"samples imported into {store.path} (model {store.manifest['model']['name']}, "
                f"T = {sampling['temperature']}, token log-probs: "
                f"{'yes' if sampling['logprobs'] else 'no'})")
+    if format == "openai" and not sampling["logprobs"]:
+        typer.echo("  not every response holds token log-probs, so the scorers that need "
+                   "them cannot score this run: request them with logprobs: true and "
+                   "top_logprobs: 1 (llama.cpp's server returns none without top_logprobs)")

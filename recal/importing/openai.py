@@ -14,6 +14,8 @@ read the same way, and a text completion's ``choices[i].text`` with
 one request with ``n`` choices, or repeated requests (a server that ignores ``n``) whose
 ``custom_id`` is the question's id followed by a separator and a number (``q1-0``, ``q1-1``,
 ``q1#2``). The questions come from a separate questions file (``--questions``), matched by id.
+Token log-probs are read when every choice has them: request them with ``"logprobs": true`` and
+``"top_logprobs": 1`` (llama.cpp's server returns none unless ``top_logprobs`` is given).
 """
 
 from __future__ import annotations

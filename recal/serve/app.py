@@ -27,10 +27,14 @@ from recal.serve.config import ServeConfig
 from recal.serve.scoring import ConfidenceService, message_text
 
 __all__ = ["create_app", "run_server", "check_listen", "JsonLogFormatter", "LOOPBACK_HOSTS",
-           "REFUSAL_TEXT", "abstention_rule"]
+           "NULL_REASONS", "REFUSAL_TEXT", "abstention_rule"]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 """Addresses only this machine can reach: the proxy may serve them without a key."""
+
+NULL_REASONS = ("non_modal", "not_finite")
+"""Why a choice's confidence is null, as /metrics counts them: the answer is not the samples'
+modal class (:data:`recal.serve.scoring.NON_MODAL_NOTE`), or the map gave no finite number."""
 
 
 def check_listen(host: str, api_key: str | None, *, insecure_no_key: bool = False) -> None:
@@ -73,6 +77,7 @@ class _Metrics:
         self.duration_count = 0
         self.confidence_sum = 0.0
         self.confidence_count = 0
+        self.confidence_null: Counter[str] = Counter()
         self.upstream_errors = 0
         self.in_flight = 0
         self.below_threshold = 0
@@ -82,6 +87,19 @@ class _Metrics:
             self.requests[(path, status)] += 1
             self.duration_sum += seconds
             self.duration_count += 1
+
+    def observe(self, confidences: list[dict[str, Any]]) -> None:
+        """Count each choice's confidence (its ``recal`` field): given, or null with the
+        reason (the response carries a non-finite value as null too)."""
+        with self.lock:
+            for c in confidences:
+                value = c["confidence"]
+                if value is not None and math.isfinite(value):
+                    self.confidence_sum += value
+                    self.confidence_count += 1
+                else:
+                    reason = "not_finite" if c["agrees_with_modal"] else "non_modal"
+                    self.confidence_null[reason] += 1
 
     def text(self) -> str:
         with self.lock:
@@ -93,10 +111,19 @@ class _Metrics:
                 "# TYPE recal_request_duration_seconds summary",
                 f"recal_request_duration_seconds_sum {self.duration_sum:.6f}",
                 f"recal_request_duration_seconds_count {self.duration_count}",
-                "# HELP recal_confidence Calibrated confidence of answered completions.",
+                "# HELP recal_confidence Calibrated confidence of each answered choice that "
+                "has one.",
                 "# TYPE recal_confidence summary",
                 f"recal_confidence_sum {self.confidence_sum:.6f}",
                 f"recal_confidence_count {self.confidence_count}",
+                "# HELP recal_confidence_null_total Answered choices given a null confidence, "
+                "by reason.",
+                "# TYPE recal_confidence_null_total counter",
+            ]
+            for reason in NULL_REASONS:
+                lines.append(f'recal_confidence_null_total{{reason="{reason}"}} '
+                             f'{self.confidence_null[reason]}')
+            lines += [
                 "# TYPE recal_upstream_errors_total counter",
                 f"recal_upstream_errors_total {self.upstream_errors}",
                 "# TYPE recal_in_flight gauge",
@@ -418,11 +445,9 @@ def create_app(service: ConfidenceService, config: ServeConfig | None = None) ->
             return _error(502, f"the upstream model failed: {exc}", "upstream_unavailable")
         conf = result["recal"]["confidence"]
         request.state.log["confidence"] = conf
-        if conf is not None:
-            with metrics.lock:
-                metrics.confidence_sum += conf
-                metrics.confidence_count += 1
-        header = "null" if conf is None else f"{conf:.6f}"
+        metrics.observe([choice["recal"] for choice in result.get("choices") or []
+                         if "recal" in choice])
+        header = "null" if conf is None or not math.isfinite(conf) else f"{conf:.6f}"
         headers = {"X-Recal-Confidence": header}
         if rule is not None:
             headers["X-Recal-Abstention"] = result["recal"]["abstention"]["decision"]
