@@ -2,10 +2,14 @@
 
 Both sample M answers per question at temperature T with no top-k/top-p truncation, at most
 ``--max-new-tokens`` tokens, stopping at EOS or at the end of the answer's line, on the same
-questions of the built-in set and the same loaded model. Each method runs in a child process of
-this one run, so that its peak memory (max RSS) is its own. Also measured in the same run: the
-machine's achievable float32 matmul rate, against which decoded tokens per second are compared
-(2 x parameters FLOPs per token).
+questions of the built-in set and the same loaded model. recal runs twice: with float32 weights
+(the exact model, as ``generate`` runs it) and with bfloat16 weights (recal's default on CPUs with
+native bfloat16). Each method runs in a child process of this one run, so that its peak memory
+(max RSS) is its own. Also measured in the same run: the machine's achievable float32 and bfloat16
+matmul rates, against which decoded tokens per second are compared (2 x parameters FLOPs per
+token), and what bfloat16 does to the log-probabilities: recal's float32 samples are scored again,
+token by token, by both precisions (mean and 99th percentile of |difference| per token and per
+answer, and the mean KL divergence of the next-token distributions).
 
     .venv/bin/python benchmarks/sampling_throughput.py    # M = 20, 24 questions, 32 tokens
 
@@ -22,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+METHODS = ("generate", "recal-float32", "recal-bfloat16")
 RESULTS = Path(__file__).resolve().parent / "results" / "sampling_throughput.json"
 
 
@@ -31,10 +36,11 @@ def _questions(n: int):
     return load_questions("builtin", limit=n)
 
 
-def _matmul_gflops(seconds: float = 3.0) -> float:
+def _matmul_gflops(seconds: float = 3.0, dtype: str = "float32") -> float:
     import torch
 
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a = torch.randn(1024, 1024, dtype=getattr(torch, dtype))
+    b = torch.randn(1024, 1024, dtype=getattr(torch, dtype))
     torch.mm(a, b)
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -51,7 +57,10 @@ def run_method(method: str, model: str, n_questions: int, m: int, temperature: f
     from recal.prompts import build_prompt
     from recal.samples import SamplingConfig
 
-    backend = load_transformers(model)
+    if method == "precision":
+        return precision(model, n_questions, temperature, max_new_tokens)
+    dtype = "bfloat16" if method == "recal-bfloat16" else "float32"
+    backend = load_transformers(model, dtype=dtype)
     questions = _questions(n_questions)
     prompts = [build_prompt(q, "concise", chat=backend.is_chat) for q in questions]
     config = SamplingConfig(n_samples=m, temperature=temperature, max_new_tokens=max_new_tokens,
@@ -59,7 +68,7 @@ def run_method(method: str, model: str, n_questions: int, m: int, temperature: f
     n_params = sum(p.numel() for p in backend.model.parameters())
     start = time.perf_counter()
     answers = tokens = 0
-    if method == "recal":
+    if method.startswith("recal"):
         for result in backend.generate([q.id for q in questions], prompts, config):
             answers += len(result.samples)
             tokens += sum(len(s.token_ids) for s in result.samples)
@@ -89,8 +98,48 @@ def run_method(method: str, model: str, n_questions: int, m: int, temperature: f
         "method": method, "answers": answers, "tokens": tokens, "seconds": seconds,
         "answers_per_second": answers / seconds, "tokens_per_second": tokens / seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "parameters": n_params,
+        "parameters": n_params, "dtype": dtype,
     }
+
+
+def precision(model: str, n_questions: int, temperature: float, max_new_tokens: int) -> dict:
+    """bfloat16 against float32 on the same answers: recal's float32 samples (4 per question)
+    scored token by token by both precisions."""
+    import numpy as np
+    import torch
+
+    from recal.models.hf import load_transformers
+    from recal.prompts import build_prompt
+    from recal.samples import SamplingConfig
+
+    exact = load_transformers(model, dtype="float32")
+    fast = load_transformers(model, dtype="bfloat16")
+    questions = _questions(n_questions)
+    prompts = [build_prompt(q, "concise", chat=exact.is_chat) for q in questions]
+    config = SamplingConfig(n_samples=4, temperature=temperature, max_new_tokens=max_new_tokens,
+                            greedy=False).resolved("concise", chat=exact.is_chat)
+    token_diff, answer_diff, kl = [], [], []
+    with torch.inference_mode():
+        for q, p, result in zip(questions, prompts, exact.generate(
+                [q.id for q in questions], prompts, config), strict=True):
+            assert result.question_id == q.id
+            prompt = exact.encode(p)
+            for sample in result.samples:
+                ids = torch.tensor([prompt + list(sample.token_ids)])
+                target = torch.tensor(sample.token_ids)[:, None]
+                rows = slice(len(prompt) - 1, ids.shape[1] - 1)
+                ref = torch.log_softmax(exact.model(ids).logits[0, rows].float(), -1)
+                low = torch.log_softmax(fast.model(ids).logits[0, rows].float(), -1)
+                diff = (low.gather(1, target) - ref.gather(1, target))[:, 0]
+                token_diff += diff.abs().tolist()
+                answer_diff.append(abs(float(diff.sum())))
+                kl += (ref.exp() * (ref - low)).sum(-1).tolist()
+    return {"method": "precision", "tokens": len(token_diff), "answers": len(answer_diff),
+            "token_abs_diff_mean": float(np.mean(token_diff)),
+            "token_abs_diff_p99": float(np.percentile(token_diff, 99)),
+            "answer_abs_diff_mean": float(np.mean(answer_diff)),
+            "answer_abs_diff_p99": float(np.percentile(answer_diff, 99)),
+            "next_token_kl_mean": float(np.mean(kl))}
 
 
 def main() -> None:
@@ -100,7 +149,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--max-new-tokens", type=int, default=32)  # recal's concise default
-    parser.add_argument("--child", choices=["recal", "generate"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=list(METHODS) + ["precision"],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     settings = [args.model, args.questions, args.samples, args.temperature, args.max_new_tokens]
     if args.child:
@@ -111,9 +161,9 @@ def main() -> None:
     from recal.models.hf import load_transformers
 
     load_transformers(args.model)
-    gflops = _matmul_gflops()
+    gflops = {d: _matmul_gflops(dtype=d) for d in ("float32", "bfloat16")}
     results = {}
-    for method in ("generate", "recal"):
+    for method in (*METHODS, "precision"):
         cmd = [sys.executable, __file__, "--child", method, "--model", args.model,
                "--questions", str(args.questions), "--samples", str(args.samples),
                "--temperature", str(args.temperature), "--max-new-tokens",
@@ -122,24 +172,37 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(f"the {method} run failed:\n{proc.stderr[-3000:]}")
         results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{method:>9}: {results[method]['answers_per_second']:.1f} answers/s, "
+        if method == "precision":
+            continue
+        print(f"{method:>14}: {results[method]['answers_per_second']:.1f} answers/s, "
               f"{results[method]['tokens_per_second']:.0f} tokens/s, "
               f"peak RSS {results[method]['peak_rss_mb']:.0f} MB", flush=True)
-    params = results["recal"]["parameters"]
+    precision_row = results.pop("precision")
+    params = results["recal-float32"]["parameters"]
     for r in results.values():
-        r["roofline_fraction"] = r["tokens_per_second"] * 2 * params / (gflops * 1e9)
-    speedup = results["recal"]["answers_per_second"] / results["generate"]["answers_per_second"]
+        r["roofline_fraction"] = r["tokens_per_second"] * 2 * params / (gflops[r["dtype"]] * 1e9)
+    base = results["generate"]
+    speedups = {k: r["answers_per_second"] / base["answers_per_second"]
+                for k, r in results.items() if k != "generate"}
+    memory = {k: r["peak_rss_mb"] / base["peak_rss_mb"] for k, r in results.items()}
     summary = {
         "settings": {"model": args.model, "questions": args.questions, "samples": args.samples,
                      "temperature": args.temperature, "max_new_tokens": args.max_new_tokens},
-        "matmul_gflops": gflops, "results": results, "speedup": speedup,
+        "matmul_gflops": gflops, "results": results, "speedup_vs_generate": speedups,
+        "peak_memory_vs_generate": memory, "bfloat16_vs_float32": precision_row,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"matmul roofline: {gflops:.1f} GFLOP/s; recal decodes at "
-          f"{results['recal']['roofline_fraction']:.1%} of it, generate at "
-          f"{results['generate']['roofline_fraction']:.1%}")
-    print(f"sampling_speedup_vs_generate: {speedup:.2f}")
+    for k in speedups:
+        print(f"{k}: {speedups[k]:.2f}x generate's answers/s, decoding at "
+              f"{results[k]['roofline_fraction']:.0%} of the {results[k]['dtype']} matmul rate "
+              f"({gflops[results[k]['dtype']]:.0f} GFLOP/s), peak memory {memory[k]:.2f}x")
+    print(f"generate decodes at {base['roofline_fraction']:.0%} of the float32 matmul rate")
+    print(f"bfloat16 vs float32 log-probabilities: mean |diff| "
+          f"{precision_row['token_abs_diff_mean']:.3f} nats per token (p99 "
+          f"{precision_row['token_abs_diff_p99']:.3f}), {precision_row['answer_abs_diff_mean']:.3f}"
+          f" per answer; next-token KL {precision_row['next_token_kl_mean']:.1e}")
+    print(f"sampling_speedup_vs_generate: {speedups['recal-bfloat16']:.2f}")
 
 
 if __name__ == "__main__":

@@ -189,18 +189,29 @@ def default_run_folder(model: str, dataset: str, style: str, samples: int,
 
 
 def server_options(model: str, served_model: str | None, api_key: str | None,
-                   concurrency: int, *, max_prompt_tokens: int | None = None) -> dict[str, Any]:
-    """The http backend's options when ``model`` is a server URL (refused otherwise); for an
-    in-process model, its ``max_prompt_tokens`` (a server bounds prompts itself)."""
+                   concurrency: int, *, max_prompt_tokens: int | None = None,
+                   dtype: str = "auto", max_memory: int | None = None) -> dict[str, Any]:
+    """The backend options of ``model``: the http backend's when it is a server URL; for a
+    model run in process, its ``max_prompt_tokens``, ``dtype`` and ``max_memory`` (a server
+    bounds prompts, precision and memory itself). Options of the other kind are refused."""
     if model.startswith(("http://", "https://")):
-        if max_prompt_tokens is not None:
-            raise ValueError("--max-prompt-tokens applies to a model run in process; a server "
-                             "(--model http://...) bounds prompts with its own context size")
+        given = [name for name, value, unset in (
+            ("--max-prompt-tokens", max_prompt_tokens, None), ("--dtype", dtype, "auto"),
+            ("--max-memory", max_memory, None)) if value != unset]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to a model run in process; a server "
+                             "(--model http://...) sets its own prompt limit, precision and "
+                             "memory")
         return {"served_model": served_model, "api_key": api_key, "concurrency": concurrency}
     if served_model is not None or api_key is not None:
         raise ValueError("--served-model and --api-key apply to a server URL given as --model "
                          f"(http://HOST:PORT/v1), not to {model!r}")
-    return {} if max_prompt_tokens is None else {"max_prompt_tokens": max_prompt_tokens}
+    options: dict[str, Any] = {"dtype": dtype}
+    if max_prompt_tokens is not None:
+        options["max_prompt_tokens"] = max_prompt_tokens
+    if max_memory is not None:
+        options["max_memory"] = max_memory
+    return options
 
 
 def sample_model(flow: SampledFlow, out: str | Path, *, overwrite: bool = False,
@@ -286,15 +297,11 @@ def measure_stored(store: Any, config: MeasureConfig, report: str | Path, *,
     from recal.confidence import get_scorer
 
     if backend is None and any(get_scorer(n).needs_backend for n in scorers):
-        from recal.models import load_backend
+        from recal.models.backends import load_recorded
 
         if announce is not None:
             announce(f"loading {model['name']} ...")
-        if model.get("backend") == "http":  # a server: its URL, asking for the model it served
-            backend = load_backend(model["source"], kind=model.get("kind"),
-                                   served_model=model["name"])
-        else:
-            backend = load_backend(model["name"], kind=model.get("kind"))
+        backend = load_recorded(model)
     config = replace(config, scorers=scorers)
     if not is_graded(store.questions()):
         from recal.label_free import measure_ungraded, write_label_free_report
@@ -406,9 +413,13 @@ def confidence_service(scorer: str | Path, *, upstream: str | None = None,
     over_http = artifact.model.get("backend") == "http"
     model = upstream or artifact.model["source" if over_http else "name"]
     served = served_model or (artifact.model["name"] if upstream is None and over_http else None)
-    backend = load_backend(model, kind=artifact.model.get("kind"),
-                           **server_options(model, served, api_key, concurrency,
-                                            max_prompt_tokens=max_prompt_tokens))
+    options = server_options(model, served, api_key, concurrency,
+                             max_prompt_tokens=max_prompt_tokens)
+    from recal.models.backends import is_url
+
+    if not is_url(model) and artifact.model.get("dtype"):  # the precision it was fitted in
+        options["dtype"] = artifact.model["dtype"]
+    backend = load_backend(model, kind=artifact.model.get("kind"), **options)
     try:
         return ConfidenceService(artifact, backend)
     except ModelMismatchError as exc:

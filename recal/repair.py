@@ -276,10 +276,9 @@ def confirm_temperature(store: RunStore, report: FitReport, *,
     by_id = {q.id: q for q in store.questions()}
     held = [by_id[i] for i in report.heldout_ids]
     if backend is None:
-        from recal.models import load_backend
+        from recal.models.backends import load_recorded
 
-        model = store.manifest["model"]
-        backend = load_backend(model["name"], kind=model["kind"])
+        backend = load_recorded(store.manifest["model"])
     resampled = sample_run(backend, held, out=store.path / f"resampled-tau{tau:g}",
                            config=SamplingConfig(**sampling), style=store.manifest["style"],
                            shots=store.manifest.get("shots"),

@@ -50,8 +50,12 @@ class RunFormatError(ValueError):
 
 
 def _model_key(model: dict[str, Any]) -> dict[str, Any]:
-    # The name a user typed may differ (a path vs a registry name); the weights may not.
-    return {k: model.get(k) for k in ("kind", "backend", "config_hash")}
+    # The name a user typed may differ (a path vs a registry name); the weights and the precision
+    # they ran in may not (runs made before precision was recorded ran in float32).
+    key = {k: model.get(k) for k in ("kind", "backend", "config_hash")}
+    key["dtype"] = model.get("dtype") or ("float32" if model.get("backend") == "transformers"
+                                          else None)
+    return key
 
 
 @dataclass
@@ -160,9 +164,13 @@ class RunStore:
                 differ.append(f"{key}: stored {json.dumps(old, sort_keys=True)}, "
                               f"asked {json.dumps(new, sort_keys=True)}")
         if differ:
+            old_dtype = _model_key(self.manifest.get("model") or {})["dtype"]
+            hint = (f" To resume it, sample in its precision (--dtype {old_dtype})."
+                    if old_dtype and old_dtype != _model_key(manifest.get("model") or {})["dtype"]
+                    else "")
             raise RunMismatchError(
-                f"{self.path} holds a run with other settings ({'; '.join(differ)}). Use another "
-                "--out folder, or --overwrite to discard the stored samples."
+                f"{self.path} holds a run with other settings ({'; '.join(differ)}).{hint} Use "
+                "another --out folder, or --overwrite to discard the stored samples."
             )
 
     def _repair_tail(self) -> None:

@@ -101,15 +101,17 @@ def sample_run(backend: Backend, questions: Sequence[Question], *, out: str | Pa
     todo = [questions[i] for i in todo_at]
     prompts = [all_prompts[i] for i in todo_at]
     per_question = resolved.n_samples + int(resolved.greedy)
-    bar = tqdm(total=len(questions), initial=len(done), unit="q", desc="sampling",
+    # Counted in answers, its rate averaged over the whole run (smoothing=0): questions finish in
+    # bursts, one batch at a time, so a rate from the last update alone swings by hours.
+    bar = tqdm(total=len(questions) * per_question, initial=len(done) * per_question,
+               unit="answers", unit_scale=False, desc="sampling", smoothing=0,
                disable=not progress, dynamic_ncols=True)
     start, answers = time.perf_counter(), 0
     try:
         for record in backend.generate([q.id for q in todo], prompts, resolved):
             store.append(record)
             answers += per_question
-            bar.update(1)
-            bar.set_postfix(answers_per_s=f"{answers / (time.perf_counter() - start):.1f}")
+            bar.update(per_question)
     except KeyboardInterrupt:
         bar.close()
         kept = len(store.done_ids())
@@ -122,4 +124,8 @@ def sample_run(backend: Backend, questions: Sequence[Question], *, out: str | Pa
               "run the same command again to resume", file=sys.stderr)
         raise
     bar.close()
+    if progress:
+        seconds = time.perf_counter() - start
+        print(f"sampled {answers} answers ({len(todo)} questions) in {seconds:.0f} s: "
+              f"{answers / max(seconds, 1e-9):.1f} answers/s", file=sys.stderr)
     return store

@@ -236,13 +236,9 @@ class CalibratedScorer:
 
     def _load_backend(self) -> Backend:
         if self.backend is None:
-            from recal.models import load_backend
+            from recal.models.backends import load_recorded
 
-            if self.model.get("backend") == "http":  # fitted through a server: ask it again
-                self.backend = load_backend(self.model["source"], kind=self.model.get("kind"),
-                                            served_model=self.model["name"])
-            else:
-                self.backend = load_backend(self.model["name"], kind=self.model.get("kind"))
+            self.backend = load_recorded(self.model)
             found = self.backend.identity.config_hash
             if found != self.model.get("config_hash"):
                 raise ScorerFormatError(

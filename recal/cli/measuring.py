@@ -17,9 +17,11 @@ from recal.cli.common import (
     ConcurrencyOpt,
     DataDirOpt,
     DatasetOpt,
+    DtypeOpt,
     GreedyOpt,
     KindOpt,
     LimitOpt,
+    MaxMemoryOpt,
     MaxPromptTokensOpt,
     MaxTokensOpt,
     ModelOpt,
@@ -35,6 +37,7 @@ from recal.cli.common import (
     StyleOpt,
     TauGridOpt,
     TemperatureOpt,
+    byte_size,
     fail,
     floats,
     names,
@@ -60,7 +63,7 @@ def models() -> None:
 SAMPLING_OPTIONS = ("model", "dataset", "data_dir", "limit", "samples", "temperature", "style",
                     "shots", "max_new_tokens", "greedy", "seed", "batch_rows", "kind", "skip_bad",
                     "progress", "tau_grid", "served_model", "api_key", "concurrency",
-                    "max_prompt_tokens")
+                    "max_prompt_tokens", "dtype", "max_memory")
 """The parameters of :func:`sampled_flow`: the options of every command that samples."""
 
 
@@ -69,7 +72,8 @@ def sampled_flow(cls: type, *, model: str, dataset: str, data_dir: Path | None, 
                  max_new_tokens: int | None, greedy: bool, seed: int, batch_rows: int,
                  kind: str | None, skip_bad: bool, progress: bool, tau_grid: str,
                  served_model: str | None, api_key: str | None, concurrency: int,
-                 max_prompt_tokens: int | None = None, **fields: Any) -> Any:
+                 max_prompt_tokens: int | None = None, dtype: str = "auto",
+                 max_memory: str | None = None, **fields: Any) -> Any:
     """The sampling options as a :class:`recal.flows.SampledFlow` (or subclass ``cls``, given
     its own ``fields``); option mistakes are caught here, before any model loads."""
     from recal.flows import DataSection, ModelSection, server_options
@@ -85,8 +89,13 @@ def sampled_flow(cls: type, *, model: str, dataset: str, data_dir: Path | None, 
         sampling = SamplingConfig(n_samples=samples, temperature=temperature,
                                   max_new_tokens=max_new_tokens, greedy=greedy, seed=seed,
                                   batch_rows=batch_rows, tau_grid=grid)
+        from recal.models.hf import DTYPES
+
+        if dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         options = server_options(model, served_model, api_key, concurrency,
-                                 max_prompt_tokens=max_prompt_tokens)
+                                 max_prompt_tokens=max_prompt_tokens, dtype=dtype,
+                                 max_memory=byte_size(max_memory, "--max-memory"))
         return cls(model=ModelSection(name=model, kind=kind, options=options),  # type: ignore[arg-type]
                    data=DataSection(name=dataset, data_dir=str(data_dir) if data_dir else None,
                                     limit=limit, skip_bad=skip_bad),
@@ -106,6 +115,7 @@ def sample(
     out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
     tau_grid: TauGridOpt = "", served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
     concurrency: ConcurrencyOpt = 8, max_prompt_tokens: MaxPromptTokensOpt = None,
+    dtype: DtypeOpt = "auto", max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Sample M answers per question into a resumable run folder."""
     from recal.flows import SampledFlow, default_run_folder, sample_model
@@ -127,6 +137,7 @@ def measure(
     out: OutOpt = None, overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
     tau_grid: TauGridOpt = "", served_model: ServedModelOpt = None, api_key: ApiKeyOpt = None,
     concurrency: ConcurrencyOpt = 8, max_prompt_tokens: MaxPromptTokensOpt = None,
+    dtype: DtypeOpt = "auto", max_memory: MaxMemoryOpt = None,
     collapse: CollapseOpt = "normalized",
     confidence: Annotated[str, typer.Option(
         "--confidence", help="Comma-separated confidence scorers.")] =

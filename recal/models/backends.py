@@ -69,6 +69,20 @@ def load_http_backend(model: str | None = None, *, kind: ModelKind | None = None
     return load_http(model if model is not None and is_url(model) else None, kind=kind, **options)
 
 
+def load_recorded(model: dict[str, Any], **options: Any) -> Backend:
+    """Load again the model a run or a scorer recorded (:meth:`ModelIdentity.to_dict`): a
+    server at its URL asking for the model it served, else the weights by name, in the
+    precision they ran in."""
+    from recal.models import load_backend
+
+    if model.get("backend") == "http":
+        return load_backend(model["source"], kind=model.get("kind"),
+                            served_model=model["name"], **options)
+    if model.get("dtype") and model.get("backend") == "transformers":
+        options = {"dtype": model["dtype"], **options}
+    return load_backend(model["name"], kind=model.get("kind"), **options)
+
+
 def choose_backend(model: str, backend: str | None = None) -> str:
     """The registered name of the backend that loads ``model``.
 

@@ -30,6 +30,9 @@ class ModelIdentity:
     """Where the weights came from (a file, a hub id, a URL)."""
     config_hash: str
     """A hash of the model's configuration: two runs agree on it when the model is the same."""
+    dtype: str | None = None
+    """The precision the weights ran in ('float32', 'bfloat16'); None where the backend does
+    not know it (a server)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
