@@ -120,10 +120,9 @@ def precision(model: str, n_questions: int, temperature: float, max_new_tokens: 
                             greedy=False).resolved("concise", chat=exact.is_chat)
     token_diff, answer_diff, kl = [], [], []
     with torch.inference_mode():
-        for q, p, result in zip(questions, prompts, exact.generate(
-                [q.id for q in questions], prompts, config), strict=True):
-            assert result.question_id == q.id
-            prompt = exact.encode(p)
+        prompt_of = {q.id: p for q, p in zip(questions, prompts, strict=True)}
+        for result in exact.generate([q.id for q in questions], prompts, config):  # any order
+            prompt = exact.encode(prompt_of[result.question_id])
             for sample in result.samples:
                 ids = torch.tensor([prompt + list(sample.token_ids)])
                 target = torch.tensor(sample.token_ids)[:, None]

@@ -199,7 +199,8 @@ def server_options(model: str, served_model: str | None, api_key: str | None,
             ("--max-prompt-tokens", max_prompt_tokens, None), ("--dtype", dtype, "auto"),
             ("--max-memory", max_memory, None)) if value != unset]
         if given:
-            raise ValueError(f"{', '.join(given)} only apply to a model run in process; a server "
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(f"{', '.join(given)} {verb} to a model run in process; a server "
                              "(--model http://...) sets its own prompt limit, precision and "
                              "memory")
         return {"served_model": served_model, "api_key": api_key, "concurrency": concurrency}

@@ -172,7 +172,10 @@ def test_server_options_belong_to_a_server_url():
 
     assert server_options("http://h:1/v1", "m", None, 3) == {
         "served_model": "m", "api_key": None, "concurrency": 3}
-    assert server_options("smollm2-135m-instruct", None, None, 8) == {}
+    assert server_options("smollm2-135m-instruct", None, None, 8) == {"dtype": "auto"}
+    assert server_options("smollm2-135m-instruct", None, None, 8, dtype="float32",
+                          max_memory=1 << 29, max_prompt_tokens=100) == {
+        "dtype": "float32", "max_memory": 1 << 29, "max_prompt_tokens": 100}
     with pytest.raises(ValueError, match="apply to a server URL"):
         server_options("smollm2-135m-instruct", None, "secret", 8)
 

@@ -108,8 +108,8 @@ def test_sampling_ends_with_its_rate(tiny_backend, tmp_path, capsys):
     (["--max-memory", "12Q"], "--max-memory must be a positive size"),
     (["--max-memory", "-1G"], "--max-memory must be a positive size"),
     (["--dtype", "fp8"], "--dtype must be one of auto, float32, bfloat16"),
-    (["--model", "http://127.0.0.1:9/v1", "--dtype", "float32"], "--dtype only apply"),
-    (["--model", "http://127.0.0.1:9/v1", "--max-memory", "1G"], "--max-memory only apply"),
+    (["--model", "http://127.0.0.1:9/v1", "--dtype", "float32"], "--dtype applies to a model"),
+    (["--model", "http://127.0.0.1:9/v1", "--max-memory", "1G"], "--max-memory applies to a"),
 ])
 def test_bad_speed_options_are_refused_before_any_work(args, message, tmp_path):
     result = runner.invoke(app, ["sample", "--out", str(tmp_path / "run"), *args])
