@@ -4,6 +4,8 @@ count; and the one that does, the precision, recorded in the run and checked on 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 
 from recal.cli import app
 from recal.data.records import Question
+from recal.models import hf
 from recal.models.hf import TransformersBackend, choose_threads, load_transformers, resolve_dtype
 from recal.prompts import build_prompt
 from recal.runstore import RunMismatchError
@@ -68,10 +71,27 @@ def test_threads_follow_the_idle_cores_unless_given(monkeypatch):
     assert choose_threads() == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
     cores = len(os.sched_getaffinity(0))
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    monkeypatch.setattr(hf, "_busy_cores", lambda: 0.2)
     assert choose_threads() == cores
-    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 5.0, 0.0, 0.0))
+    monkeypatch.setattr(hf, "_busy_cores", lambda: cores + 5.0)
     assert choose_threads() == 1
+
+
+def test_busy_cores_reads_the_machine_now():
+    idle_reading = hf._busy_cores(0.2)
+    assert 0 <= idle_reading <= os.cpu_count() + 1e-9
+    stop = time.perf_counter() + 1.0
+    spinning = []
+
+    def spin() -> None:  # keep this process busy while another thread reads
+        while time.perf_counter() < stop:
+            pass
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    spinning.append(hf._busy_cores(0.5))
+    worker.join()
+    assert spinning[0] >= 0.5  # at least half a core busy: the spinning thread
 
 
 def test_dtype_names_are_checked_and_auto_follows_the_cpu():

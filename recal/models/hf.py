@@ -113,9 +113,32 @@ def _cpu_has_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
+def _busy_cores(seconds: float = 0.2) -> float:
+    """Cores busy with other work right now: the machine's non-idle share over ``seconds``
+    (from /proc/stat), else the 1-minute load average (which lags by a minute)."""
+    import os
+    import time
+
+    def reading() -> tuple[int, int] | None:
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        except OSError:
+            return None
+        ticks = [int(x) for x in fields]
+        return sum(ticks), ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # total, idle+iowait
+
+    first = reading()
+    if first is None:
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    time.sleep(seconds)
+    second = reading()
+    total, idle = second[0] - first[0], second[1] - first[1]  # type: ignore[index]
+    return (os.cpu_count() or 1) * (total - idle) / total if total > 0 else 0.0
+
+
 def choose_threads() -> int:
-    """Torch threads for sampling: the cores this process may use that are not already busy
-    (by the 1-minute load average), at least one; ``OMP_NUM_THREADS`` overrides it.
+    """Torch threads for sampling: the cores this process may use that are not busy with other
+    work right now, at least one; ``OMP_NUM_THREADS`` overrides it.
 
     On a small machine this matters more than anything else: with every core given to torch
     while another process holds one of them, each parallel operation waits for a descheduled
@@ -128,8 +151,7 @@ def choose_threads() -> int:
     if given.isdigit() and int(given) > 0:
         return int(given)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, (cores or 1) - busy)
+    return max(1, (cores or 1) - round(_busy_cores()))
 
 
 def resolve_dtype(dtype: str) -> str:
