@@ -12,6 +12,7 @@ import itertools
 
 import pytest
 
+from recal.data.loaders import load_questions
 from recal.data.records import Question
 from recal.semantic.normalize import NormalizedCollapser, normalize_answer, normalize_text
 
@@ -117,7 +118,8 @@ GRADING = [
     (LANG, "C++", True), (LANG, "c++", True), (LANG, "C", False), (LANG, "C#", False),
     (GRADE, "A+", True), (GRADE, "A", False), (GRADE, "A-", False),
     (ION, "Fe3+", True), (ION, "Fe³⁺", True), (ION, "Fe2+", False), (ION, "Fe", False),
-    (COUNTRY, "USA", True), (COUNTRY, "The U.S.A.", True), (COUNTRY, "UK", False), (COUNTRY, "United States of America", True),
+    (COUNTRY, "USA", True), (COUNTRY, "The U.S.A.", True), (COUNTRY, "UK", False),
+    (COUNTRY, "United States of America", True),
     (EVEREST, "8849 metres", True), (EVEREST, "8,849 m", True), (EVEREST, "8848 m", False),
 ]
 
@@ -145,3 +147,28 @@ def test_units_the_question_names_are_a_restatement() -> None:
     assert normalize_answer("100°F", q) == "100 °f"
     assert normalize_answer("71%", SHARE.question) == "71"
     assert normalize_answer("71%", "What is 71% of 100?") == "71%"
+
+
+def test_every_builtin_alias_is_graded_correct_for_its_question() -> None:
+    b = NormalizedCollapser()
+    wrong = [(q.id, alias) for q in load_questions("builtin") for alias in q.answers
+             if not b.is_correct(q, b.label(q, alias))]
+    assert wrong == []
+
+
+@pytest.mark.parametrize(("qid", "answer", "correct"), [
+    # Confusions found reading the built-in set by eye.
+    ("builtin-0118", "O positive", False), ("builtin-0118", "O+", False),
+    ("builtin-0118", "O negative", True),
+    ("builtin-0589", "Napoleon III", False), ("builtin-0589", "Napoleon I", True),
+    ("builtin-0149", "Cleopatra III", False), ("builtin-0149", "Cleopatra VII", True),
+    ("builtin-0635", "Vitamin D3", True), ("builtin-0635", "vitamin C", False),
+    ("builtin-0154", "32 degrees", True), ("builtin-0154", "32 °C", False),
+    ("builtin-0054", "100°C", True), ("builtin-0054", "100°F", False),
+    ("builtin-0213", "J.R.R. Tolkien", True), ("builtin-0213", "J. R. R. Tolkien", True),
+    ("builtin-0311", "Washington, D.C.", True), ("builtin-0077", "U.S.A.", True),
+])
+def test_builtin_confusions(qid: str, answer: str, correct: bool) -> None:
+    question = next(q for q in load_questions("builtin") if q.id == qid)
+    b = NormalizedCollapser()
+    assert b.is_correct(question, b.label(question, answer)) is correct

@@ -30,13 +30,31 @@ folded, possessive "'s" dropped, number words up to the thousands written as dig
 "8", "forty-two" -> "42"), thousands separators dropped ("2,125" == "2125"), decimals kept
 ("3.5", with trailing zeros removed: "3.50" -> "3.5") and a leading minus sign kept ("-4").
 Apostrophes vanish ("don't" -> "dont"); other punctuation and symbols become spaces
-("Jean-Paul" == "Jean Paul").
+("Jean-Paul" == "Jean Paul"), except the signs that carry meaning:
+
+- a run of ``+`` after a word and a ``-`` after a short symbol stay: grades and blood groups
+  ("A+" != "A" != "A-"), charges ("Fe2+" != "Fe3+", "Fe³⁺" == "Fe3+"), "C++"; blood groups
+  written out are their sign ("O negative" == "O neg" == "O-"; an upper-case letter is needed
+  for "A positive", so the article in "a positive attitude" stays an article);
+- ``#`` after a letter ("C#", "F#");
+- a percent after a number stays on it ("5%" == "5 percent" != "5");
+- a number's unit is written as its symbol, one word after the number: degrees ("100°C" ==
+  "100 degrees Celsius" == "100 °c" != "100 °f" != "100"; "90 degrees" == "90 °"), kelvins
+  ("273 k") and lengths, masses, volumes and times ("5 kilometres" == "5km" == "5 km").
+
+Dotted abbreviations are their undotted form ("U.S.A." == "USA", "J. K. Rowling" ==
+"JK Rowling"; every letter needs its dot, so "Plan B. I think" is no abbreviation).
+
+A unit the question names is a restatement: asked "in degrees Celsius", "100°C" is "100", and
+asked "what percentage", "71%" is "71".
 
 Grading (:func:`matches_gold`): a class is correct when its label equals a gold alias normalised
 the same way (both with and without extraction), or when the label *starts with* a whole alias
 and adds at most ``max_extra_tokens`` (default 2) further words, none of them a negation,
 disjunction or hedge ("paris france" matches "paris"; "not paris", "paris or london" and
 "paris not london" do not). The alias must open the label, so "new york" does not match "york".
+Added words may not be a regnal number ("napoleon iii" is not "napoleon"), nor, after a number,
+a unit other than those the question names (asked in Celsius, "100 °f" is not "100").
 
 Classes follow the grader: every answer it grades correct is one class, labelled with the first
 gold form (:func:`recal.semantic.base.merge_correct`), so "Paris", "Paris city" and "paris." are
@@ -279,9 +297,10 @@ def _question_units(question_tokens: Sequence[str]) -> set[str]:
     for word, symbol in _UNIT_OF.items():
         if re.search(rf"(?<![^\W_]){re.escape(word)}(?![^\W_])", text):
             units.add(symbol)
-    for words, symbol in ((("degree", "degrees", "°"), "°"), (("celsius", "centigrade", "°c"), "°c"),
-                          (("fahrenheit", "°f"), "°f"), (("kelvin", "kelvins"), "k"),
-                          (("percent", "percentage", "%"), "%")):
+    named = ((("degree", "degrees", "°"), "°"), (("celsius", "centigrade", "°c"), "°c"),
+             (("fahrenheit", "°f"), "°f"), (("kelvin", "kelvins"), "k"),
+             (("percent", "percentage", "%"), "%"))
+    for words, symbol in named:
         if any(w in question_tokens for w in words):
             units.add(symbol)
     return units
@@ -472,8 +491,9 @@ def matches_gold(label: str, forms: Iterable[str], *, max_extra_tokens: int = 2,
     True when the label equals a form, or begins with all of a form's words and adds at most
     ``max_extra_tokens`` words after them, none of them a negation, disjunction or hedge ("not",
     "or", "but", "maybe", ...) and, after a numeric form, not a number ("5 6" does not match
-    "5"). After a numeric form, no word of ``other_units`` may follow either (a question asked
-    in degrees Celsius: "100 °f" does not match "100"). ``""`` never matches.
+    "5"), nor a regnal number ("napoleon iii" does not match "napoleon"). After a numeric form,
+    no word of ``other_units`` may follow either (asked in degrees Celsius, "100 °f" does not
+    match "100"). ``""`` never matches.
     """
     rejected = frozenset(other_units)
     words = label.split()
@@ -489,9 +509,15 @@ def matches_gold(label: str, forms: Iterable[str], *, max_extra_tokens: int = 2,
         if (words[:len(gold)] == gold and 0 < len(extra) <= max_extra_tokens
                 and not any(w in _BLOCKERS for w in extra)
                 and not (_is_number(gold[-1]) and _is_number(extra[0]))
-                and not (_is_number(gold[-1]) and rejected.intersection(extra))):
+                and not (_is_number(gold[-1]) and rejected.intersection(extra))
+                and not _REGNAL.fullmatch(extra[0])):
             return True
     return False
+
+
+# A regnal number names another person: "napoleon iii" is not "napoleon" (nor "napoleon i"). "i"
+# alone is left out: it is also the pronoun.
+_REGNAL = re.compile(r"(?:ii|iii|iv|v|vi|vii|viii|ix|x|xi|xii|xiii|xiv|xv|xvi)")
 
 
 def _is_number(token: str) -> bool:
