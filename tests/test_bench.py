@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_backend
+from conftest import make_backend, spawn_logged, wait_for_lines
 from typer.testing import CliRunner
 
 from recal.bench import BenchConfig, TransferRow, run_bench, write_bench_report
@@ -345,7 +345,6 @@ def test_a_terminated_bench_keeps_its_samples_and_their_sampling_time(tiny_model
     import signal
     import subprocess
     import sys
-    import time
 
     data = _write_set(tmp_path / "q.jsonl", "q", 60)
     out = tmp_path / "out"
@@ -353,16 +352,10 @@ def test_a_terminated_bench_keeps_its_samples_and_their_sampling_time(tiny_model
            "--dataset", str(data), "--limit", "60", "--samples", "6", "--tau-grid", "",
            "--methods", "identity", "--peers", "", "--confidence", "modal_share",
            "--no-diagrams", "--no-transfer", "--no-progress", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    samples = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = list(out.glob("runs/*/samples.jsonl"))
-        if found and found[0].read_bytes().count(b"\n") >= 5:
-            samples = found[0]
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None and samples is not None, proc.stderr.read()
+    log = tmp_path / "bench.log"
+    proc = spawn_logged(cmd, log)
+    samples = wait_for_lines(
+        proc, lambda: next(iter(out.glob("runs/*/samples.jsonl")), None), 5, log)
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     kept = samples.read_bytes().count(b"\n")

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
-from conftest import LLAMA_RUN_MAX_TOKENS, LLAMA_RUN_SAMPLES
+from conftest import LLAMA_RUN_MAX_TOKENS, LLAMA_RUN_SAMPLES, refused_url, silent_url
 from conftest import llama_questions as _questions
 from typer.testing import CliRunner
 
@@ -165,13 +165,16 @@ def test_a_killed_server_fails_clearly_and_the_run_resumes_without_resending(
     assert all(len(r.samples) == 2 for r in records.values())
 
 
-def test_a_request_slower_than_the_timeout_fails_clearly(llama_server):
-    backend = _backend(llama_server.url, timeout=0.005, max_retries=1, backoff_base=0.01)
+def test_a_request_slower_than_the_timeout_fails_clearly():
+    # A server that accepts and never answers: the timeout is certain, and no real server is
+    # left generating for a request nobody waits for.
     config = SamplingConfig(n_samples=1, greedy=False, max_new_tokens=64).resolved(
         "sentence", chat=True)
     prompt = build_prompt("Describe the sea.", style="sentence", chat=True)
-    with pytest.raises(ServerUnreachableError, match="timeout"):
-        list(backend.generate(["q"], [prompt], config))
+    with silent_url() as url:
+        backend = _backend(url, timeout=0.3, max_retries=1, backoff_base=0.01)
+        with pytest.raises(ServerUnreachableError, match="timeout"):
+            list(backend.generate(["q"], [prompt], config))
 
 
 def test_cli_samples_through_the_server_and_reports_an_unreachable_one(llama_server, tmp_path):
@@ -184,9 +187,9 @@ def test_cli_samples_through_the_server_and_reports_an_unreachable_one(llama_ser
     manifest = RunStore.open(out).manifest
     assert manifest["model"]["backend"] == "http" and manifest["model"]["name"] == "smollm2"
     assert "api_key" not in str(manifest)
-    dead = "http://127.0.0.1:9/v1"  # the discard port: nothing listens, connection refused
-    result = runner.invoke(app, ["sample", "--model", dead, "--limit", "3", "--samples", "2",
-                                 "--out", str(tmp_path / "dead"), "--no-progress"])
+    with refused_url() as dead:  # nothing listens: connection refused
+        result = runner.invoke(app, ["sample", "--model", dead, "--limit", "3", "--samples", "2",
+                                     "--out", str(tmp_path / "dead"), "--no-progress"])
     assert result.exit_code == 2
     assert "error:" in result.output and "server is running" in result.output
 

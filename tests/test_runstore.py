@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import spawn_logged, wait_for_lines
 
 from recal.data.records import Question
 from recal.runstore import RunFormatError, RunMismatchError, RunStore
@@ -112,15 +112,9 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(tiny_model_dir, tmp_path):
            "--dataset", str(data), "--samples", "6", "--max-new-tokens", "40",
            "--batch-rows", "14", "--no-progress"]
     killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
-    proc = subprocess.Popen([*cmd, "--out", str(killed_out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    samples = killed_out / "samples.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if samples.exists() and samples.read_bytes().count(b"\n") >= 5:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()}"
+    log = tmp_path / "killed.log"
+    proc = spawn_logged([*cmd, "--out", str(killed_out)], log)
+    samples = wait_for_lines(proc, lambda: killed_out / "samples.jsonl", 5, log)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     kept = samples.read_bytes().count(b"\n")
