@@ -188,15 +188,44 @@ def refused_url() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def silent_url() -> Iterator[str]:
-    """A loopback URL that accepts connections and never answers: a request there times out
-    without keeping a real server busy."""
-    import socket
+def hanging_server() -> Iterator[str]:
+    """The URL of a loopback server that lists one model ("stub") and never answers a
+    completion while the block runs: a request there times out without keeping a real server
+    generating for nobody."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = json.dumps({"object": "list", "data": [{"id": "stub"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            release.wait(30)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
 
 
 def spawn_logged(cmd: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
-from conftest import LLAMA_RUN_MAX_TOKENS, LLAMA_RUN_SAMPLES, refused_url, silent_url
+from conftest import LLAMA_RUN_MAX_TOKENS, LLAMA_RUN_SAMPLES, hanging_server, refused_url
 from conftest import llama_questions as _questions
 from typer.testing import CliRunner
 
@@ -171,7 +171,7 @@ def test_a_request_slower_than_the_timeout_fails_clearly():
     config = SamplingConfig(n_samples=1, greedy=False, max_new_tokens=64).resolved(
         "sentence", chat=True)
     prompt = build_prompt("Describe the sea.", style="sentence", chat=True)
-    with silent_url() as url:
+    with hanging_server() as url:
         backend = _backend(url, timeout=0.3, max_retries=1, backoff_base=0.01)
         with pytest.raises(ServerUnreachableError, match="timeout"):
             list(backend.generate(["q"], [prompt], config))

@@ -13,6 +13,7 @@ from recal.data.loaders import load_questions
 from recal.runstore import RunStore
 from recal.samples import QuestionSamples, Sample
 from recal.tuning import AmortisedConfig, ConfidenceHeadConfig, load_tuned, tune
+from recal.tuning.trainer import HEAD_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -85,13 +86,14 @@ def test_amortised_few_steps_on_smollm2_reloads_identically(smollm2, real_store,
     assert _lora_b_norm(last) > 0
     exported = _lora_b_norm(tmp_path / "out" / "adapter")
     assert (exported > 0) == (report.training.best_epoch > 0)
-    # The confidence goes through the adapter: with the trained weights in, switching the
-    # adapter off changes it.
+    # The confidence goes through the adapter: with the trained weights in (the best epoch's
+    # head may be the untrained one, a constant prior), switching the adapter off changes it.
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     tuned = load_tuned(tmp_path / "out" / "adapter", backend=smollm2)
     set_peft_model_state_dict(tuned.model, load_file(str(last / "adapter_model.safetensors")))
+    tuned.head.load_state_dict(load_file(str(last / HEAD_FILE)))  # the trained head too
     on = tuned.confidence(questions)
     with tuned.model.disable_adapter():
         off = tuned.confidence(questions)
