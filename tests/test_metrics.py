@@ -39,6 +39,7 @@ from recal.metrics import (
     smooth_ece,
 )
 from recal.metrics.smooth import smooth_ece_unchecked
+from recal.metrics.specs import METRIC_SPECS
 
 SIZES = [1, 2, 37, 500, 5000]
 
@@ -419,8 +420,13 @@ def test_bootstrap_interval_contains_estimate(kind: str) -> None:
         assert isinstance(result, BootstrapResult)
         assert result.n_resamples == 300 and result.confidence_level == 0.9
         assert result.estimate == pytest.approx(METRICS[name].function(conf, corr), abs=1e-12)
-        assert result.low <= result.estimate <= result.high, name
+        # A percentile interval need not contain the estimate (a biased statistic's draws can
+        # all lie above it); at n = 3000 its width is about that of the normal 90% interval.
+        assert result.low <= result.high, name
         assert result.std > 0, name
+        if not METRIC_SPECS.get(name).calibration_error:  # calibration errors: the floor interval
+            width = (result.high - result.low) / (2 * 1.6449 * result.std)
+            assert 0.7 < width < 1.3, (name, width)
 
 
 def test_bootstrap_width_shrinks_with_n() -> None:
