@@ -171,16 +171,45 @@ def test_platt_matches_sklearn_logistic_regression(truth):
                                loose.predict_proba(_logit(grid)[:, None])[:, 1], atol=1e-3)
 
 
-def test_isotonic_matches_sklearn_exactly(truth):
-    from sklearn.isotonic import IsotonicRegression
+def _pav(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted pool-adjacent-violators written out here (recal's isotonic calls scikit-learn,
+    so comparing the two would compare scikit-learn with itself): the non-decreasing fit at each
+    distinct x, ties pooled first."""
+    xs = np.unique(x)
+    blocks = [[float(np.sum(w[x == v] * y[x == v])), float(np.sum(w[x == v])), 1] for v in xs]
+    merged: list[list[float]] = []
+    for b in blocks:
+        merged.append(b)
+        while len(merged) > 1 and merged[-2][0] / merged[-2][1] > merged[-1][0] / merged[-1][1]:
+            top = merged.pop()
+            merged[-1] = [merged[-1][0] + top[0], merged[-1][1] + top[1], merged[-1][2] + top[2]]
+    fitted = np.concatenate([[sy / sw] * int(k) for sy, sw, k in merged])
+    return xs, fitted
 
+
+def test_isotonic_matches_an_independent_pool_adjacent_violators(truth):
     q, y = truth
     conf = np.round(q**3, 4)  # with ties
     weight = np.random.default_rng(3).uniform(0.5, 2.0, N)
     model = get_recalibrator("isotonic").fit(conf, y, weight)
-    reference = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(conf, y, weight)
-    probe = np.concatenate([conf, np.linspace(0, 1, 10_001), [0.0, 1.0]])
-    np.testing.assert_array_equal(model.predict_proba(probe), reference.predict(probe))
+    xs, fitted = _pav(conf, y, weight)
+    np.testing.assert_allclose(model.predict_proba(xs), fitted, atol=1e-12)
+    # Between fitted points the map interpolates linearly; outside them it is clipped.
+    mid = (xs[:-1] + xs[1:]) / 2
+    np.testing.assert_allclose(model.predict_proba(mid), (fitted[:-1] + fitted[1:]) / 2,
+                               atol=1e-12)
+    assert model.predict_proba(np.array([0.0]))[0] == pytest.approx(fitted[0])
+    assert model.predict_proba(np.array([1.0]))[0] == pytest.approx(fitted[-1])
+
+
+def test_isotonic_on_a_case_worked_by_hand():
+    # Outcomes 1 0 0 1 0 1 at 0.1 ... 0.6: the first three pool to 1/3, the next two to 1/2,
+    # the last stays 1; between points the map is linear, outside them clipped.
+    model = get_recalibrator("isotonic").fit(np.linspace(0.1, 0.6, 6),
+                                             np.array([1, 0, 0, 1, 0, 1]))
+    np.testing.assert_allclose(
+        model.predict_proba(np.array([0.05, 0.25, 0.35, 0.45, 0.55, 0.9])),
+        [1 / 3, 1 / 3, 5 / 12, 1 / 2, 3 / 4, 1.0], atol=1e-12)
 
 
 # --------------------------------------------------------------------------- structure of the maps
