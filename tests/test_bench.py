@@ -151,6 +151,18 @@ def test_transfer_fits_on_one_set_and_judges_on_the_other(scripted_two_sets):
     one, two = config.datasets
     assert (one, two, "isotonic") in pairs and (two, one, "isotonic") in pairs
     assert not any(t.method == "sampling_temperature" for t in report.transfer)  # not a map
+    rows = {(r.dataset, r.method): r for r in report.rows if r.scorer == "modal_share"}
+    for t in report.transfer:
+        # Its reference figures are the target's own rows: no repair, and the in-domain fit.
+        assert t.unrepaired == pytest.approx(rows[(t.target, "identity")].estimate("smooth_ece"))
+        assert t.in_domain == pytest.approx(rows[(t.target, t.method)].estimate("smooth_ece"))
+        # Both sets share one miscalibration (right with probability share ** 4): a map
+        # fitted on one set repairs the other, most of the in-domain gain survives.
+        if t.method == "identity":  # no repair transfers as no repair
+            assert t.transferred == pytest.approx(t.unrepaired)
+            continue
+        assert t.transferred < t.unrepaired, t
+        assert t.survival > 0.5, t
 
 
 def _scripted_bench(tmp_path: Path, powers: dict[str, float], **kw) -> tuple:
