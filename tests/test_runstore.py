@@ -152,3 +152,26 @@ def test_a_run_that_checks_out_opens_and_reads(tiny_backend, tmp_path):
     store = RunStore.open(tmp_path)
     assert store.n_samples == CONFIG.n_samples
     assert {r.question_id for r in store} == {q.id for q in QUESTIONS[:3]}
+
+
+def _manifest(config_hash: str = "h1", name: str = "m") -> dict:
+    return {"model": {"name": name, "kind": "base", "backend": "test", "config_hash": config_hash},
+            "style": "concise", "shots": None,
+            "sampling": {"n_samples": 5, "temperature": 1.0, "max_new_tokens": 8, "greedy": False,
+                         "seed": 0, "stop_at_newline": True, "tau_grid": []}}
+
+
+def test_another_model_or_changed_questions_are_refused(tmp_path):
+    RunStore.create_or_resume(tmp_path / "run", _manifest(), QUESTIONS[:3])
+    # Other weights (config hash) under the same name: refused, the difference named.
+    with pytest.raises(RunMismatchError, match=r"model: stored .*\"h1\".*asked .*\"h2\""):
+        RunStore.create_or_resume(tmp_path / "run", _manifest("h2"), QUESTIONS[:3])
+    # The same weights under another name (a path vs a registry name): the same run.
+    RunStore.create_or_resume(tmp_path / "run", _manifest(name="/models/m"), QUESTIONS[:3])
+    # A question file whose text changed, or that lost or gained a question: refused.
+    edited = [QUESTIONS[0], Question("q1", "another text?", ("a",)), QUESTIONS[2]]
+    for other in (edited, QUESTIONS[:2], QUESTIONS[:4]):
+        with pytest.raises(RunMismatchError, match="questions: stored"):
+            RunStore.create_or_resume(tmp_path / "run", _manifest(), other)
+    # Nothing was changed by the refusals.
+    assert [q.id for q in RunStore.open(tmp_path / "run").questions()] == ["q0", "q1", "q2"]
