@@ -7,7 +7,8 @@ confidence scorers, run store, normalisation):
 - ``op``: an arithmetic operator swapped (``+`` <-> ``-``, ``*`` <-> ``/``);
 - ``drop``: a term dropped from a sum or difference (``a + b`` -> ``a``);
 - ``const``: a numeric constant changed (``0`` -> ``1``, ``c`` -> ``c + 1`` for integers, ``c``
-  -> ``c * 1.5`` for floats; booleans negated).
+  -> ``c * 1.5`` for floats; booleans negated), except ``strict=`` and ``stacklevel=``
+  arguments (equivalent by construction).
 
 Each mutant is written into a temporary copy of the package (the worktree is never touched),
 and the fast test files of that module run against it (``pytest -x``, a timeout per mutant). A
@@ -99,6 +100,10 @@ def _points(tree: ast.Module) -> list[tuple[ast.AST, str, int, str]]:
     skip: set[int] = set()
     for node in ast.walk(tree):  # text of messages and f-strings is not behaviour
         if isinstance(node, (ast.JoinedStr, ast.AnnAssign)):
+            skip.update(id(n) for n in ast.walk(node))
+        # zip(..., strict=True) -> False and warn(..., stacklevel=2) -> 3 change nothing where
+        # the lengths agree: equivalent mutants by construction, left out.
+        if isinstance(node, ast.keyword) and node.arg in ("strict", "stacklevel"):
             skip.update(id(n) for n in ast.walk(node))
     out: list[tuple[ast.AST, str, int, str]] = []
     for node in ast.walk(tree):

@@ -636,3 +636,13 @@ def test_cross_val_predict_refuses_a_degenerate_set_and_names_a_degenerate_fold(
     # The identity reads no labels and is never refused.
     np.testing.assert_array_equal(
         cross_val_predict(IdentityRecalibrator(), conf, np.zeros(30), n_splits=3), conf)
+
+
+def test_find_grid_reaches_the_largest_grid_and_refuses_beyond_it():
+    from recal.calibrators._numeric import MAX_GRID, find_grid
+
+    # 1/M is a multiple of 1/m only for m = M: the search must reach MAX_GRID itself.
+    assert find_grid(np.array([1 / MAX_GRID, 1.0])) == MAX_GRID
+    assert find_grid(np.array([1 / (MAX_GRID - 1), 1.0])) == MAX_GRID - 1
+    assert find_grid(np.array([1 / (MAX_GRID + 1), 1.0])) == 0
+    assert find_grid(np.array([0.3, 0.7])) == 10
