@@ -14,7 +14,6 @@ from conftest import llama_questions as _questions
 from typer.testing import CliRunner
 
 from recal.cli import app
-from recal.confidence import classify_run, get_scorer
 from recal.models import load_backend
 from recal.models.base import Backend
 from recal.models.http import HTTPBackend, HTTPConfig, ServerUnreachableError
@@ -22,7 +21,6 @@ from recal.prompts import Prompt, build_prompt
 from recal.runstore import RunStore
 from recal.samples import QuestionSamples, SamplingConfig
 from recal.sampling import sample_run
-from recal.semantic import get_collapser
 
 M = LLAMA_RUN_SAMPLES
 MAX_TOKENS = LLAMA_RUN_MAX_TOKENS
@@ -83,28 +81,6 @@ def test_p_true_reads_top_logprobs_from_the_server(llama_server):
         [Prompt(messages=(("user", "Is Paris the capital of France? Reply yes or no."),))],
         ["Yes", "No"])
     assert any(math.isfinite(x) and x <= 0 for x in row)
-
-
-def test_same_measurement_through_the_server_and_in_process(llama_run, local_smollm2,
-                                                           tmp_path):
-    """Modal share and accuracy agree between llama.cpp (Q4_1 weights) and transformers (the
-    same file, dequantised) within 3 paired standard errors (plus 0.05 for the quantisation)."""
-    local = sample_run(local_smollm2, llama_run.questions(),
-                       out=tmp_path / "local",
-                       config=SamplingConfig(n_samples=M, greedy=False, max_new_tokens=MAX_TOKENS),
-                       progress=False)
-    collapser = get_collapser("normalized")
-    scorer = get_scorer("modal_share")
-    served = {p.question_id: p for p in scorer.score(classify_run(llama_run, collapser),
-                                                     collapser)}
-    inproc = {p.question_id: p for p in scorer.score(classify_run(local, collapser), collapser)}
-    ids = sorted(served)
-    assert len(ids) == 12
-    for name, value in [("modal share", lambda p: p.confidence),
-                        ("accuracy", lambda p: float(p.correct))]:
-        diff = np.array([value(served[i]) - value(inproc[i]) for i in ids])
-        se = diff.std(ddof=1) / math.sqrt(len(diff))
-        assert abs(diff.mean()) <= 3 * se + 0.05, (name, diff.mean(), se)
 
 
 def test_first_token_probabilities_agree_with_the_in_process_model(llama_server,
