@@ -414,3 +414,42 @@ def test_a_bench_with_other_sampling_settings_never_reuses_a_stored_run(tmp_path
     assert _run_name("m", "d", questions, base) != _run_name("m", "d", other, base)
     two = {_run_name(f"http://127.0.0.1:{port}/v1", "d", questions, base) for port in (80, 81)}
     assert len(two) == 2 and all(name.startswith("127.0.0.1-") for name in two)
+
+
+class _NumericScripted(ScriptedBackend):
+    """Like ScriptedBackend, in words only a numeric B reads right: the final number is the
+    gold 42 when right ("The total is 40 + 2, so 42"), 41 when wrong."""
+
+    def generate(self, question_ids, prompts, config):
+        for record in super().generate(question_ids, prompts, config):
+            def numeric(s: Sample) -> Sample:
+                final = 42 if s.text == "a" else 41
+                return Sample(f"The total is 40 + 2, so {final}", s.token_ids, s.logprobs,
+                              s.finish_reason)
+
+            yield QuestionSamples(record.question_id, tuple(map(numeric, record.samples)),
+                                  numeric(record.greedy))
+
+
+def test_bench_with_two_models_on_gsm8k_uses_the_numeric_b(tmp_path):
+    data = tmp_path / "gsm8k.jsonl"  # the stem names the set: GSM8K's B is numeric
+    data.write_text("".join(json.dumps({"id": f"g{i}", "question": f"What is 40 + 2 ({i})?",
+                                        "answers": ["42"]}) + "\n" for i in range(300)))
+    powers = {"calibrated": 1.0, "overconfident": 6.0}
+    config = BenchConfig(models=tuple(powers), datasets=(str(data),), limit=None,
+                         sampling=SamplingConfig(n_samples=20), scorers=("modal_share",),
+                         methods=("identity", "isotonic"), peers=(), n_resamples=50,
+                         diagrams=False, out=str(tmp_path / "out"), progress=False)
+    assert config.collapse_for(str(data)) == "numeric"
+    report = run_bench(config, loader=lambda name: _NumericScripted(powers[name]))
+    rows = {(r.model, r.method): r for r in report.rows}
+    assert {m for m, _ in rows} == set(powers)
+    for model, power in powers.items():
+        # Right with probability share ** power, share uniform on 11..20 of 20: the expected
+        # accuracy is the mean of (k / 20) ** power; a normalized B would grade all wrong.
+        expected = np.mean([(k / 20) ** power for k in range(11, 21)])
+        assert rows[(model, "identity")].accuracy_before == pytest.approx(expected, abs=0.1)
+    ece = {m: rows[(m, "identity")].estimate("smooth_ece") for m in powers}
+    assert ece["overconfident"] > ece["calibrated"] + 0.1
+    # Each model has its own run: neither reused the other's samples.
+    assert len(list((tmp_path / "out").glob("runs/*/samples.jsonl"))) == 2
