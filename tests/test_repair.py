@@ -343,10 +343,9 @@ def test_recalibrate_flow_fits_chooses_and_exports(tiny_model_dir, tmp_path):
     """The recalibrate flow end to end on the tiny model: a named method is exported as asked;
     'best' exports the method cross-validation on the calibration split chooses, or, when no
     repair beats no repair there, refuses with the reason and writes no scorer."""
+    from recal.confidence import classify_run
     from recal.flows import run_recalibrate
     from recal.repair import choose_method
-
-    from recal.confidence import classify_run
     from recal.semantic import get_collapser
 
     def write(golds):
