@@ -354,6 +354,7 @@ def run_bench(config: BenchConfig | None = None, *,
     ``loader`` turns a model name into a backend (default: :func:`recal.models.load_backend`).
     """
     from recal.data.loaders import load_questions
+    from recal.grades import require_grades
 
     config = config or BenchConfig()
     start = time.perf_counter()
@@ -374,6 +375,7 @@ def run_bench(config: BenchConfig | None = None, *,
                 raise
             report.skipped[dataset] = str(err)
             continue
+        require_grades(sets[dataset], f"dataset {dataset!r}", "the bench")  # before sampling
         if len(sets[dataset]) < 4:
             raise ValueError(f"dataset {dataset!r} has {len(sets[dataset])} questions; the "
                              "bench needs at least 4 to split")

@@ -51,7 +51,9 @@ __all__ = [
     "classify",
     "classify_run",
     "get_scorer",
+    "lacking_inputs",
     "parse_verbalized",
+    "run_inputs",
     "unparsed_note",
     "yes_no_token_keys",
 ]
@@ -145,8 +147,37 @@ SCORER_INPUTS: dict[str, str] = {
     "greedy": "the greedy answer of each question (sample with greedy=True)",
     "backend": "the model itself, asked again while scoring (pass a backend)",
     "next_token_logprobs": "a backend that exposes next-token log-probabilities",
+    "token_logprobs": "the token log-probabilities of the stored answers",
 }
 """What a confidence scorer may need, by the word a scorer's ``needs`` uses."""
+
+
+def run_inputs(manifest: dict[str, Any]) -> frozenset[str]:
+    """The inputs of :data:`SCORER_INPUTS` a stored run holds (the model is not among them): the
+    samples always, two of them when M >= 2, the greedy answer when ``sampling.greedy``, token
+    log-probabilities unless ``sampling.logprobs`` is false (an imported run without them)."""
+    sampling = manifest.get("sampling") or {}
+    held = {"samples"}
+    if int(sampling.get("n_samples") or 0) >= 2:
+        held.add("two_samples")
+    if sampling.get("greedy"):
+        held.add("greedy")
+    if sampling.get("logprobs", True) is not False:
+        held.add("token_logprobs")
+    return frozenset(held)
+
+
+def lacking_inputs(scorer: str, manifest: dict[str, Any], *, model: bool) -> str | None:
+    """Why the confidence scorer ``scorer`` cannot run on the stored run of ``manifest``
+    ("needs ..., which this run lacks"), or None when it can; ``model``: whether the model
+    itself can be asked."""
+    held = set(run_inputs(manifest)) | ({"backend", "next_token_logprobs"} if model else set())
+    lacking = sorted(get_scorer(scorer).needs - held)
+    if not lacking:
+        return None
+    source = (manifest.get("source") or {}).get("format")
+    run = f"this run (imported from {source})" if source else "this run"
+    return f"needs {'; '.join(SCORER_INPUTS[k] for k in lacking)}, which {run} lacks"
 
 
 class Scorer(ABC):
@@ -259,7 +290,7 @@ class GreedyLikelihood(Scorer):
     """exp of the greedy answer's mean log-probability per token (its stop token included)."""
 
     name = "greedy_likelihood"
-    needs = frozenset({"samples", "greedy"})
+    needs = frozenset({"samples", "greedy", "token_logprobs"})
 
     def score(self, items, collapser, backend=None):
         out = []

@@ -38,6 +38,7 @@ from recal.synthetic.experiment import SynthConfig
 __all__ = ["FlowSpec", "FLOWS", "SampledFlow", "MeasureFlow", "RecalibrateFlow", "SynthFlow",
            "BenchFlow", "ModelSection", "DataSection", "run_flow", "run_measure",
            "run_recalibrate", "run_synth", "run_bench_flow", "sample_model", "default_run_folder",
+           "measure_stored", "usable_scorers",
            "server_options", "write_fit", "finite_json", "tuning_config", "confidence_service"]
 
 
@@ -227,14 +228,82 @@ def run_measure(flow: MeasureFlow, *, overwrite: bool = False,
                 announce: Callable[[str], None] | None = None) -> Path:
     """Sample (reusing a matching stored run), measure every confidence scorer, write the report;
     returns the report folder. The collapsing function is checked before anything loads."""
-    from recal.measure import measure_run, write_report
     from recal.semantic import get_collapser
 
     collapser = get_collapser(flow.measure.collapse)
     out = Path(flow.out)
     store, backend = sample_model(flow, out, overwrite=overwrite, announce=announce)
-    report = measure_run(store, flow.measure, backend=backend, collapser=collapser)
-    return write_report(report, Path(flow.report) if flow.report else out / "report")
+    return measure_stored(store, flow.measure, Path(flow.report) if flow.report else
+                          out / "report", backend=backend, collapser=collapser,
+                          announce=announce)
+
+
+def usable_scorers(manifest: Mapping[str, Any], scorers: tuple[str, ...], *, chosen: bool,
+                   model: bool) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The scorers of ``scorers`` whose inputs the run holds (``model``: whether the model can
+    be asked), and why each other one is left out. A scorer the user ``chosen`` by name that
+    cannot run is refused instead (``ValueError``, one line)."""
+    from recal.confidence import lacking_inputs
+
+    kept, skipped = [], {}
+    for name in scorers:
+        why = lacking_inputs(name, dict(manifest), model=model)
+        if why is None:
+            kept.append(name)
+            continue
+        if chosen:
+            raise ValueError(f"the {name} confidence scorer {why}; choose scorers that read the "
+                             "samples (--confidence modal_share,semantic_entropy)")
+        skipped[name] = why
+    if not kept:
+        raise ValueError("none of the confidence scorers can run on this run: "
+                         + "; ".join(f"{k} {v}" for k, v in skipped.items()))
+    return tuple(kept), skipped
+
+
+def measure_stored(store: Any, config: MeasureConfig, report: str | Path, *,
+                   backend: Any = None, collapser: Any = None,
+                   announce: Callable[[str], None] | None = None) -> Path:
+    """Measure a stored run (sampled, or imported with ``recal import``) into the report folder
+    ``report``: every scorer of ``config`` the run has the inputs for (the default list leaves
+    the others out, saying why; scorers named by the user must all run). Ungraded questions get
+    the label-free report (:mod:`recal.label_free`). With no ``backend``, a scorer that asks the
+    model loads it from the run's manifest (never for an imported run: recal cannot load it)."""
+    from dataclasses import replace
+
+    from recal.grades import is_graded
+    from recal.measure import DEFAULT_SCORERS, measure_run, write_report
+    from recal.semantic import get_collapser
+
+    collapser = collapser or get_collapser(config.collapse)
+    model = store.manifest["model"]
+    loadable = backend is not None or model.get("backend") != "import"
+    scorers, skipped = usable_scorers(store.manifest, config.scorers,
+                                      chosen=config.scorers != DEFAULT_SCORERS, model=loadable)
+    for name, why in skipped.items():
+        if announce is not None:
+            announce(f"note: {name} left out: {why}")
+    from recal.confidence import get_scorer
+
+    if backend is None and any(get_scorer(n).needs_backend for n in scorers):
+        from recal.models import load_backend
+
+        if announce is not None:
+            announce(f"loading {model['name']} ...")
+        if model.get("backend") == "http":  # a server: its URL, asking for the model it served
+            backend = load_backend(model["source"], kind=model.get("kind"),
+                                   served_model=model["name"])
+        else:
+            backend = load_backend(model["name"], kind=model.get("kind"))
+    config = replace(config, scorers=scorers)
+    if not is_graded(store.questions()):
+        from recal.label_free import measure_ungraded, write_label_free_report
+
+        free = measure_ungraded(store, collapser, scorers, collapse=config.collapse,
+                                backend=backend, skipped=skipped)
+        return write_label_free_report(free, report)
+    measured = measure_run(store, config, backend=backend, collapser=collapser)
+    return write_report(measured, report)
 
 
 def run_recalibrate(flow: RecalibrateFlow) -> Path:
@@ -283,8 +352,10 @@ def run_bench_flow(flow: BenchFlow) -> Path:
 
 def write_fit(doc: Mapping[str, Any], folder: str | Path) -> str:
     """Write a fit's record (``fit.json``, the :meth:`recal.repair.FitReport.to_dict` document)
-    and its held-out table (``table.md``) into ``folder``; returns the table."""
-    from recal.tables import fit_table
+    and its held-out table (``table.md``, and sortable in ``fit.html``) into ``folder``; returns
+    the table."""
+    from recal.explorer.page import write_page
+    from recal.tables import fit_rows, fit_table
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -292,6 +363,12 @@ def write_fit(doc: Mapping[str, Any], folder: str | Path) -> str:
                                                 allow_nan=False, default=str))
     table = fit_table(dict(doc))
     (folder / "table.md").write_text(table + "\n")
+    caption, header, rows = fit_rows(dict(doc))
+    write_page({"kind": "tables", "title": "recal fit", "images": {},
+                "facts": [["run", str(doc.get("run", ""))]],
+                "tables": [{"title": "Held-out metrics", "caption": caption, "header": header,
+                            "rows": rows, "figures": [None] * len(rows)}]},
+               folder / "fit.html")
     return table
 
 

@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recal.calibrators import split_calibration
-from recal.confidence import Classified, Prediction, classify_run, get_scorer
+from recal.confidence import (
+    Classified,
+    Prediction,
+    classify_run,
+    get_scorer,
+    lacking_inputs,
+)
+from recal.grades import require_grades
 from recal.metrics import BootstrapResult, brier_score, compute_all
 from recal.metrics.paired import PairedDifference, paired_difference
 from recal.models.base import Backend
@@ -165,6 +172,15 @@ class JudgedRun:
                    split: Split | None = None, n_resamples: int = 1000, seed: int = 0,
                    confidence_level: float = 0.95, store: RunStore | None = None) -> JudgedRun:
         """Score classified questions with the confidence scorer ``scorer``."""
+        require_grades([item.question for item in items],
+                       str(store.path) if store is not None else "these questions",
+                       "judging calibration")
+        if store is not None:  # a run without what the scorer reads (an imported one)
+            why = lacking_inputs(scorer, store.manifest, model=backend is not None
+                                 or store.manifest["model"].get("backend") != "import")
+            if why is not None:
+                raise ValueError(f"{store.path}: the {scorer} confidence scorer {why}; choose "
+                                 "one that reads the samples (modal_share, ...)")
         entry = get_scorer(scorer)
         if entry.needs_backend and backend is None:
             raise ValueError(f"the {scorer} scorer asks the model: load it (the CLI does this "

@@ -5,13 +5,13 @@
 
 The report folder holds ``scores.jsonl`` (per question: classes with counts, and each scorer's
 answer, confidence and correctness), ``metrics.json`` (every metric with a bootstrap interval, per
-scorer), ``reliability.png`` (one diagram per scorer) and ``report.md`` / ``report.html``, the
-page a person reads first. The collapsing function used is named in all of them.
+scorer), ``reliability.png`` (one diagram per scorer), ``risk_coverage.png`` (the selective view:
+risk against coverage per scorer) and ``report.md`` / ``report.html``, the page a person reads
+first. The collapsing function used is named in all of them.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,10 +38,17 @@ from recal.semantic.base import Collapser, get_collapser
 from recal.tables import interval_cell
 
 __all__ = ["MeasureConfig", "ScorerResult", "MeasureReport", "measure_run", "write_report",
-           "compare_collapsers", "HEADLINE_METRICS"]
+           "compare_collapsers", "HEADLINE_METRICS", "SELECTIVE_METRICS", "describe_run",
+           "metrics_rows"]
 
 DEFAULT_SCORERS = DEFAULT_CONFIDENCES
 HEADLINE_METRICS = ("smooth_ece", "ece", "brier_score", "auroc", "accuracy", "mean_confidence")
+#: The selective-prediction view: answer only the most confident questions.
+SELECTIVE_METRICS = ("aurc", "prr", "selective_accuracy_10", "accuracy")
+_SELECTIVE_NOTE = ("Answering only the most confident questions: AURC is the area under the "
+                   "risk-coverage curve (lower is better), PRR the share of the way from a random "
+                   "ranking (0) to a perfect one (1), selective_accuracy_10 the accuracy of the "
+                   "10% most confident answers (HELM's selective accuracy).")
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ class MeasureReport:
     config: MeasureConfig
     items: list[Classified]
     results: dict[str, ScorerResult] = field(default_factory=dict)
+    collapser: Collapser | None = field(default=None, repr=False)
+    """The collapsing function that classified ``items`` (the report page asks it why)."""
 
     @property
     def collapse(self) -> str:
@@ -104,7 +113,7 @@ def measure_run(store: RunStore, config: MeasureConfig | None = None, *,
     items = classify_run(store, collapser)
     if not items:
         raise ValueError(f"{store.path} holds no finished questions yet: run `recal sample` first")
-    report = MeasureReport(str(store.path), store.manifest, config, items)
+    report = MeasureReport(str(store.path), store.manifest, config, items, collapser=collapser)
     for name in config.scorers:
         judged = JudgedRun.from_items(items, collapser, name, backend=backend, store=store,
                                       n_resamples=config.n_resamples, seed=config.seed,
@@ -149,7 +158,7 @@ def _fmt(result: BootstrapResult) -> str:
     return interval_cell(result)
 
 
-def _metrics_table(report: MeasureReport,
+def metrics_rows(report: MeasureReport,
                    metrics: Sequence[str] = HEADLINE_METRICS) -> list[list[str]]:
     header = ["scorer", *metrics]
     rows = [header]
@@ -164,7 +173,7 @@ def _markdown_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _describe(report: MeasureReport) -> list[tuple[str, str]]:
+def describe_run(report: MeasureReport) -> list[tuple[str, str]]:
     m = report.manifest
     sampling = m.get("sampling", {})
     return [
@@ -207,7 +216,8 @@ def _examples(report: MeasureReport, k: int = 5) -> list[tuple[str, str, str, fl
 
 
 def write_report(report: MeasureReport, out: str | Path, *, diagram: bool = True) -> Path:
-    """Write scores.jsonl, metrics.json, reliability.png, report.md and report.html."""
+    """Write scores.jsonl, metrics.json, reliability.png, risk_coverage.png, report.md and
+    report.html (the explorer page of :mod:`recal.explorer`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "scores.jsonl").open("w", encoding="utf-8") as f:
@@ -234,18 +244,25 @@ def write_report(report: MeasureReport, out: str | Path, *, diagram: bool = True
         "notes": {name: r.note for name, r in report.results.items() if r.note},
     }
     (out / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, sort_keys=True) + "\n")
-    if diagram:
-        from recal.plots import reliability_data, save_reliability_grid
+    from recal.explorer import explorer_document, write_page
+    from recal.metrics.reliability import reliability_data
 
-        panels = [(name, reliability_data(*r.arrays(), seed=report.config.seed))
-                  for name, r in report.results.items()]
+    panels = [(name, reliability_data(*r.arrays(), seed=report.config.seed))
+              for name, r in report.results.items()]
+    if diagram:
+        from recal.metrics import risk_coverage_curve
+        from recal.plots import save_reliability_grid, save_risk_coverage
+
         save_reliability_grid(panels, out / "reliability.png", ncols=min(3, len(panels)))
-    _write_pages(report, out, diagram)
+        save_risk_coverage([(name, risk_coverage_curve(*r.arrays()))
+                            for name, r in report.results.items()], out / "risk_coverage.png")
+    _write_markdown(report, out, diagram)
+    write_page(explorer_document(report, report.collapser, panels), out / "report.html")
     return out
 
 
-def _write_pages(report: MeasureReport, out: Path, diagram: bool) -> None:
-    facts, table, examples = _describe(report), _metrics_table(report), _examples(report)
+def _write_markdown(report: MeasureReport, out: Path, diagram: bool) -> None:
+    facts, table, examples = describe_run(report), metrics_rows(report), _examples(report)
     md = ["# Calibration report", ""]
     md += [f"- **{k}**: {v}" for k, v in facts]
     md += ["", "Lower is better for smooth_ece, ece and brier_score; higher for auroc. "
@@ -255,29 +272,14 @@ def _write_pages(report: MeasureReport, out: Path, diagram: bool) -> None:
            "evidence of miscalibration.", "", _markdown_table(table), ""]
     if diagram:
         md += ["![reliability diagrams](reliability.png)", ""]
+    selective = metrics_rows(report, SELECTIVE_METRICS)
+    md += ["## Selective prediction", "", _SELECTIVE_NOTE, "", _markdown_table(selective), ""]
+    if diagram:
+        md += ["![risk-coverage curves](risk_coverage.png)", ""]
     if examples:
         md += ["## Most confident wrong answers", "",
                _markdown_table([["question", "gold", "model's answer", "confidence"]] +
                                [[q, g, a, f"{c:.2f}"] for q, g, a, c in examples]), ""]
-    md += ["Per-question scores: `scores.jsonl`; every metric with intervals: `metrics.json`.", ""]
+    md += ["Explore the run question by question: `report.html` (opens from disk, no server). "
+           "Per-question scores: `scores.jsonl`; every metric with intervals: `metrics.json`.", ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
-
-    def cells(row: list[str], tag: str) -> str:
-        return "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)
-
-    page = ["<!doctype html><meta charset='utf-8'><title>recal calibration report</title>",
-            "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}"
-            "</style>", "<h1>Calibration report</h1><ul>"]
-    page += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in facts]
-    page += ["</ul><table>", f"<tr>{cells(table[0], 'th')}</tr>"]
-    page += [f"<tr>{cells(r, 'td')}</tr>" for r in table[1:]]
-    page += ["</table>"]
-    if diagram:
-        page += ["<p><img src='reliability.png' alt='reliability diagrams' width='100%'></p>"]
-    if examples:
-        page += ["<h2>Most confident wrong answers</h2><table>",
-                 f"<tr>{cells(['question', 'gold', 'answer', 'confidence'], 'th')}</tr>"]
-        page += [f"<tr>{cells([q, g, a, f'{c:.2f}'], 'td')}</tr>" for q, g, a, c in examples]
-        page += ["</table>"]
-    (out / "report.html").write_text("\n".join(page) + "\n", encoding="utf-8")

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recal.metrics.reliability import ReliabilityData, reliability_data
+from recal.metrics.selective import SELECTIVE_COVERAGE, RiskCoverage
 from recal.metrics.validation import check_positive_int
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ __all__ = [
     "reliability_data",
     "save_reliability",
     "save_reliability_grid",
+    "save_risk_coverage",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -353,4 +355,45 @@ def save_reliability_grid(
     if shared_legend:
         fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8,
                    frameon=False)
+    return _write_png(fig, path, dpi)
+
+
+def save_risk_coverage(
+    curves: Sequence[tuple[str, RiskCoverage]],
+    path: str | os.PathLike[str],
+    *,
+    dpi: float = 150,
+    figsize: tuple[float, float] = (5.5, 4.5),
+) -> Path:
+    """Risk-coverage curves (:func:`recal.metrics.risk_coverage_curve`), one per ``(name,
+    curve)``, on one axes, written as a PNG: each scorer's selective risk (solid), the best
+    reachable at its accuracy (dotted) and a random ranking's level (dashed), with a mark at the
+    coverage of ``selective_accuracy_10``. Lower is better; the legend gives AURC and PRR."""
+    if isinstance(curves, str | bytes) or not isinstance(curves, Sequence) or not curves:
+        raise ValueError("curves must be a non-empty sequence of (name, RiskCoverage) pairs")
+    for i, item in enumerate(curves):
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], RiskCoverage)):
+            raise ValueError(f"curves[{i}] must be a (name, RiskCoverage) pair, got "
+                             f"{type(item).__name__}")
+    _check_dpi(dpi)
+    fig = _agg_figure(figsize)
+    ax = fig.add_subplot()
+    top = 0.0
+    for i, (name, curve) in enumerate(curves):
+        color = f"C{i % 10}"
+        prr = "-" if math.isnan(curve.prr) else f"{curve.prr:.2f}"
+        ax.plot(np.concatenate([[0.0], curve.coverage]),
+                np.concatenate([[curve.risk[0]], curve.risk]), color=color, lw=1.6,
+                label=f"{name} (AURC {curve.aurc:.3f}, PRR {prr})")
+        ax.plot(curve.coverage, curve.best_risk, color=color, lw=1.0, ls=":")
+        ax.axhline(1.0 - curve.accuracy, color=color, lw=0.8, ls="--")
+        top = max(top, float(curve.risk.max()), 1.0 - curve.accuracy)
+    ax.axvline(SELECTIVE_COVERAGE, color="0.6", lw=0.8)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, min(1.0, top * 1.1 + 0.02))
+    ax.set_xlabel("coverage (share of questions answered, most confident first)")
+    ax.set_ylabel("risk (error rate among answered)")
+    ax.set_title("risk-coverage: dotted best possible, dashed random", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
     return _write_png(fig, path, dpi)

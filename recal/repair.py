@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
+from recal.abstention import AbstentionConfig, choose_threshold
 from recal.calibrators import DegenerateSplitError
 from recal.calibrators.base import Recalibrator
 from recal.confidence import Prediction, classify_run, get_scorer
@@ -205,8 +206,13 @@ def choose_method(report: FitReport) -> tuple[str, dict[str, float]]:
 
 def export_scorer(store: RunStore, method: str, config: FitConfig | None = None,
                   collapse_options: dict[str, Any] | None = None,
-                  selection: dict[str, float] | None = None) -> Any:
+                  selection: dict[str, float] | None = None,
+                  abstention: AbstentionConfig | None = None) -> Any:
     """Fit ``method`` on the calibration split of ``store`` and package it as a scorer.
+
+    The scorer also carries an abstention threshold (:mod:`recal.abstention`) chosen on the
+    calibration split's raw confidences for ``abstention`` (default: error rate at most 0.1
+    among answered questions, with probability 0.9), with its held-out risk and coverage.
 
     The scorer records the metrics of the recalibrated confidence on both splits (the held-out
     ones are the honest figures) and, when the method was chosen among others (``selection``:
@@ -229,10 +235,18 @@ def export_scorer(store: RunStore, method: str, config: FitConfig | None = None,
     conf, corr = judged.calibration()
     in_sample = judged.judge(recalibrator.predict_proba(conf), corr)
     sampling = dict(store.manifest["sampling"])
+    rule = choose_threshold(conf, corr, abstention)
+    if rule.threshold is not None:
+        rule = replace(rule, calibrated_threshold=float(
+            recalibrator.predict_proba([rule.threshold])[0]))
+    held_conf, held_corr = judged.heldout()
+    if len(held_conf):
+        rule = rule.judge(held_conf, held_corr)
     return CalibratedScorer(
         recalibrator=recalibrator, collapse=config.collapse, scorer=config.scorer,
         style=store.manifest["style"], shots=store.manifest.get("shots"), sampling=sampling,
         model=dict(store.manifest["model"]), collapse_options=dict(collapse_options or {}),
+        abstention=rule.to_dict(),
         metrics={"calibration": {k: asdict(v) for k, v in in_sample.items()},
                  "heldout": {k: asdict(v) for k, v in result.heldout.items()},
                  "n_calibration": len(report.calibration_ids),

@@ -31,9 +31,11 @@ from recal.data.records import Question, questions_hash
 from recal.lines import dumps_line, iter_jsonl
 from recal.samples import QuestionSamples
 
-__all__ = ["RunStore", "RunMismatchError", "RunFormatError", "SCHEMA_VERSION"]
+__all__ = ["RunStore", "RunMismatchError", "RunFormatError", "SCHEMA_VERSION", "UNKNOWN"]
 
 SCHEMA_VERSION = 1
+UNKNOWN = "unknown"
+"""A manifest value an imported run's source did not give (never guessed)."""
 MANIFEST, QUESTIONS, SAMPLES = "manifest.json", "questions.jsonl", "samples.jsonl"
 # The keys whose values must agree for a stored run to be reused or resumed.
 _IDENTITY_KEYS = ("model", "style", "shots", "sampling", "questions")
@@ -251,15 +253,17 @@ def _check_manifest(file: Path, manifest: dict[str, Any]) -> None:
     m = sampling.get("n_samples")
     if not isinstance(m, int) or isinstance(m, bool) or m < 1:
         raise bad("sampling.n_samples", "a positive integer")
+    # An imported run records what its source said; a setting it did not give is "unknown".
     t = sampling.get("temperature")
-    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t) or t <= 0:
-        raise bad("sampling.temperature", "a positive number")
+    if t != UNKNOWN and (not isinstance(t, int | float) or isinstance(t, bool)
+                         or not math.isfinite(t) or t <= 0):
+        raise bad("sampling.temperature", f'a positive number or "{UNKNOWN}"')
     if "greedy" in sampling and not isinstance(sampling["greedy"], bool):
         raise bad("sampling.greedy", "true or false")
     tokens = sampling.get("max_new_tokens")
-    if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool)
-                               or tokens < 1):
-        raise bad("sampling.max_new_tokens", "a positive integer")
+    if tokens is not None and tokens != UNKNOWN and (
+            not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1):
+        raise bad("sampling.max_new_tokens", f'a positive integer or "{UNKNOWN}"')
     count = questions.get("count")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise bad("questions.count", "a positive integer")

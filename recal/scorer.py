@@ -160,6 +160,9 @@ class CalibratedScorer:
     metrics: dict[str, Any] = field(default_factory=dict)
     backend: Backend | None = None
     adapter: AdapterRef | None = None
+    abstention: dict[str, Any] | None = None
+    """The abstention threshold with a known risk (:class:`recal.abstention.AbstentionRule` as
+    a dict), when the scorer was exported with one."""
     folder: Path | None = None
     """Where the scorer was loaded from or saved to (relative adapter paths start there)."""
     _tuned: Any = field(default=None, repr=False)
@@ -276,6 +279,8 @@ class CalibratedScorer:
         }
         if self.adapter is not None:
             doc["adapter"] = self.adapter.to_dict()
+        if self.abstention is not None:
+            doc["abstention"] = self.abstention
         doc["content_sha256"] = _digest(doc)
         return doc
 
@@ -351,7 +356,8 @@ def load_scorer(path: str | os.PathLike[str], *, backend: Backend | None = None
             scorer=doc["scorer"], style=doc["prompt"]["style"], shots=doc["prompt"]["shots"],
             sampling=dict(doc["sampling"]), model=dict(doc["model"]),
             metrics=dict(doc.get("metrics") or {}), backend=backend, adapter=adapter,
-            folder=file.parent)
+            abstention=(dict(doc["abstention"]) if isinstance(doc.get("abstention"), dict)
+                        else None), folder=file.parent)
     except (KeyError, TypeError) as exc:
         raise ScorerFormatError(f"{file} lacks the key {exc} a scorer needs") from None
 

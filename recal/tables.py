@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["packaged_models_table", "compare_table", "fit_table", "export_summary"]
+__all__ = ["packaged_models_table", "compare_table", "fit_rows", "fit_table", "export_summary",
+           "abstention_summary"]
 
 
 def packaged_models_table(root: Path) -> list[str]:
@@ -59,28 +60,35 @@ def compare_table(result: dict[str, dict[str, Any]], confidence: str) -> str:
     return "\n".join(lines)
 
 
-def fit_table(doc: dict[str, Any]) -> str:
-    """:meth:`recal.repair.FitReport.to_dict`'s held-out metrics, one row per repair method (and
-    the resampled confirmation of the sampling temperature, when the document holds one)."""
+def fit_rows(doc: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """:func:`fit_table`'s caption, header and rows (cells as text)."""
     from recal.measure import HEADLINE_METRICS
 
     shown = [m for m in HEADLINE_METRICS if m != "mean_confidence"]
     split = (f"out of fold ({doc['config']['cv_folds']}-fold), {doc['n_heldout']} questions"
              if doc["config"].get("cv_folds") else
              f"{doc['n_heldout']} questions (fitted on {doc['n_calibration']})")
-    lines = [f"Held-out: {split}; "
-             f"base-rate Brier {doc['base_rate_brier']:.3f}. Each cell: estimate [95% interval].",
-             "", "| method | " + " | ".join(shown) + " | verdict |",
-             "|---" * (len(shown) + 2) + "|"]
+    caption = (f"Held-out: {split}; "
+               f"base-rate Brier {doc['base_rate_brier']:.3f}. Each cell: estimate [95% interval].")
+    rows = []
     for name, entry in doc["methods"].items():
         label = name + (f" (tau = {entry['tau']:g})" if "tau" in entry else "")
         cells = [_cell(entry["heldout"][m]) if entry["heldout"] else "-" for m in shown]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {entry['verdict']} |")
+        rows.append([label, *cells, str(entry["verdict"])])
     confirmed = doc.get("sampling_temperature_confirmed")
     if confirmed:
         cells = [_cell(confirmed["heldout"][m]) for m in shown]
-        lines.append(f"| sampling_temperature resampled (tau = {confirmed['tau']:g}) | "
-                     + " | ".join(cells) + " | confirmation |")
+        rows.append([f"sampling_temperature resampled (tau = {confirmed['tau']:g})", *cells,
+                     "confirmation"])
+    return caption, ["method", *shown, "verdict"], rows
+
+
+def fit_table(doc: dict[str, Any]) -> str:
+    """:meth:`recal.repair.FitReport.to_dict`'s held-out metrics, one row per repair method (and
+    the resampled confirmation of the sampling temperature, when the document holds one)."""
+    caption, header, rows = fit_rows(doc)
+    lines = [caption, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -90,3 +98,25 @@ def export_summary(method: str, metrics: dict[str, Any], folder: Path) -> str:
     return (f"exported {method} ({metrics['verdict']}) to {folder}: held-out smooth "
             f"ECE {held['smooth_ece']['estimate']:.3f}, Brier "
             f"{held['brier_score']['estimate']:.3f}, AUROC {held['auroc']['estimate']:.3f}")
+
+
+def abstention_summary(rule: dict[str, Any] | None) -> str:
+    """One line on a scorer's abstention threshold: the target, its guarantee, the threshold and
+    what it gave on the calibration and held-out splits."""
+    if rule is None:
+        return "abstention: none (the scorer was exported without one)"
+    head = (f"abstention (risk <= {rule['target_risk']:g} with probability "
+            f"{1 - rule['delta']:g}): ")
+    if rule.get("threshold") is None:
+        return head + f"no threshold; {rule.get('reason', '')}"
+    held = rule.get("heldout") or {}
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    calibrated = rule.get("calibrated_threshold")
+    return (head + f"answer when raw confidence >= {rule['threshold']:.4g}"
+            + (f" (calibrated {calibrated:.3f})" if calibrated is not None else "")
+            + f"; calibration risk {pct(rule.get('calibration_risk'))} at coverage "
+            f"{pct(rule.get('calibration_coverage'))}; held-out risk {pct(held.get('risk'))} at "
+            f"coverage {pct(held.get('coverage'))} of {held.get('n', 0)}")

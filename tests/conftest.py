@@ -324,3 +324,17 @@ def llama_run(llama_server, tmp_path_factory):
                             max_new_tokens=LLAMA_RUN_MAX_TOKENS)
     return sample_run(backend, llama_questions(), out=tmp_path_factory.mktemp("llama") / "run",
                       config=config, progress=False)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven over its DevTools pipe (tests/browser.py). Debian's chromium is
+    installed with apt-get when missing and the machine allows; otherwise the test skips, saying
+    why."""
+    from browser import Chromium, find_chromium
+
+    executable, why = find_chromium()
+    if executable is None:
+        pytest.skip(f"no headless Chromium: {why}")
+    with Chromium.launch(executable) as chromium:
+        yield chromium

@@ -116,7 +116,36 @@ def test_tiny_bench_runs_end_to_end(tiny_bench):
     md = (out / "bench.md").read_text()
     assert "| modal_share | sampling_temperature (T=" in md
     assert "| modal_share | isotonic | not fitted: the calibration split has no correct" in md
+    # The selective view beside the calibration metrics; every row as wide as the header. No
+    # answer is right, so AURC is 1 and PRR undefined ("-").
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert "| AUROC | AURC | PRR | acc@10% |" in table[0]
+    assert {line.count("|") for line in table} == {table[0].count("|")}
+    identity = next(line for line in table if line.startswith("| modal_share | identity |"))
+    assert "| 1.000 | - | 0.000 |" in identity
     assert (out / "reliability-identity.png").stat().st_size > 5000
+
+
+def test_bench_page_sorts_its_tables_and_shows_a_rows_diagram(tiny_bench, browser):
+    config, report, _, _ = tiny_bench
+    page = browser.new_page()
+    page.goto((Path(config.out) / "bench.html").as_uri())
+    assert page.eval("document.body.dataset.ready") == "1"
+    column = "#table-0 tbody tr td:nth-child(2)"
+    shown = page.eval(f"[...document.querySelectorAll('{column}')].map(e => e.textContent)")
+    first = [r for r in report.rows if r.dataset == config.datasets[0]]
+    assert len(shown) == len(first)
+    page.click("#table-0 th:nth-child(2)")  # sort by method
+    after = page.eval(f"[...document.querySelectorAll('{column}')].map(e => e.textContent)")
+    assert after == sorted(shown)
+    page.click("#table-0 th:nth-child(2)")  # and the other way round
+    assert page.eval(f"[...document.querySelectorAll('{column}')].map(e => e.textContent)") \
+        == sorted(shown, reverse=True)
+    page.click("#table-0 tr.linked")
+    src = page.eval("document.querySelector('figure.figure img').src")
+    assert src.startswith("data:image/png;base64,")
+    assert page.eval("document.querySelector('figure.figure img').naturalWidth") > 100
+    assert page.errors == []
 
 
 def test_second_run_reuses_the_stored_samples(tiny_bench):

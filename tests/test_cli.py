@@ -65,7 +65,7 @@ def test_help_lists_every_command_in_order():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     order = ["models", "sample", "measure", "compare", "fit", "export", "apply", "tune", "synth",
-             "run", "bench", "serve"]
+             "run", "bench", "serve", "import"]
     listed = re.findall(r"^\W (\w+) +\S", result.output, flags=re.M)  # a line's first word
     assert listed == order, result.output
 
@@ -202,6 +202,8 @@ def test_write_fit_stores_the_record_and_the_table(tmp_path):
     assert "mean_confidence" not in table
     cross = write_fit(dict(doc, config={"cv_folds": 5}), tmp_path / "cv")
     assert cross.startswith("Held-out: out of fold (5-fold), 30 questions;")
+    page = (tmp_path / "fit" / "fit.html").read_text(encoding="utf-8")
+    assert "data-format='json'" in page and "sampling_temperature (tau = 1.4)" in page
 
 
 def test_tuning_config_refuses_an_option_the_method_does_not_take():

@@ -177,7 +177,8 @@ JSONL_CASES = [
     ),
     ([{"question": "Q?", "answer": " "}], 1, "no gold answer (field 'answer' is empty)"),
     ([GOOD, {"question": "Q?", "answers": []}], 2, "no gold answer (field 'answers' is empty)"),
-    ([{"question": "Q?"}], 1, "no gold answer (no field 'answers' or 'answer')"),
+    # no answers field on one row of a graded file (on every row: an ungraded set)
+    ([GOOD, {"question": "Q?"}], 2, "no gold answer (no field 'answers' or 'answer') but line 1"),
     ([{"question": "Q?", "answer": {"x": 1}}], 1, "field 'answer' holds an object"),
     ([{"question": ["Q?"], "answer": "A"}], 1, "question field 'question' holds a list"),
     (
@@ -280,9 +281,9 @@ def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
 
 
 def test_file_with_unknown_suffix_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "questions.txt"
+    path = tmp_path / "questions.tsv"
     path.write_text("Q?\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"cannot tell the format .*\.jsonl, \.json or \.csv"):
+    with pytest.raises(ValueError, match=r"cannot tell the format .*\.csv or \.txt"):
         load_questions(str(path))
 
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from recal.cli import app
 from recal.data.records import Question
 from recal.measure import MeasureConfig, compare_collapsers, measure_run, write_report
+from recal.metrics import aurc, selective_accuracy
 from recal.models.base import Backend, ModelIdentity
 from recal.runstore import RunStore
 from recal.samples import QuestionSamples, Sample, SamplingConfig
@@ -44,6 +45,16 @@ def test_measure_writes_every_part_of_the_report(tiny_run, tmp_path):
     md = (folder / "report.md").read_text()
     assert "collapsing function B**: normalized" in md and "smooth_ece" in md
     assert (folder / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The selective view: its metrics (of the scores written beside them), table and plot.
+    assert (folder / "risk_coverage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## Selective prediction" in md and "selective_accuracy_10" in md
+    conf = [r["scorers"]["modal_share"]["confidence"] for r in rows]
+    right = [r["scorers"]["modal_share"]["correct"] for r in rows]
+    modal_metrics = metrics["scorers"]["modal_share"]
+    assert modal_metrics["aurc"]["estimate"] == pytest.approx(aurc(conf, right))
+    assert modal_metrics["selective_accuracy_10"]["estimate"] == pytest.approx(
+        selective_accuracy(conf, right))
+    assert "prr" in modal_metrics
 
 
 def test_compare_collapsers_measures_the_same_samples_twice(tiny_run):

@@ -304,7 +304,7 @@ def test_metrics_registry() -> None:
     conf, corr = make_data(300, seed=6)
     assert list(METRICS) == [
         "smooth_ece", "ece", "ece_mass", "mce", "debiased_ece", "brier_score", "log_loss",
-        "auroc", "aurc", "accuracy", "mean_confidence",
+        "auroc", "aurc", "prr", "selective_accuracy_10", "accuracy", "mean_confidence",
     ]
     for name, info in METRICS.items():
         assert info.name == name

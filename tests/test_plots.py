@@ -441,3 +441,19 @@ def test_draw_without_axes_makes_two_panels(calibrated_data: ReliabilityData) ->
         assert hist.get_shared_x_axes().joined(main, hist)
     finally:
         plt.close(ax.figure)
+
+
+def test_risk_coverage_plot_is_written_and_checks_its_input(tmp_path: Path) -> None:
+    from recal.plots import save_risk_coverage
+
+    rng = np.random.default_rng(3)
+    conf = rng.uniform(size=200)
+    corr = (rng.uniform(size=200) < conf).astype(float)
+    curves = [("modal_share", metrics.risk_coverage_curve(conf, corr)),
+              ("all right", metrics.risk_coverage_curve(conf, np.ones(200)))]  # PRR nan
+    path = save_risk_coverage(curves, tmp_path / "rc.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        save_risk_coverage([], tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"curves\[0\] must be a \(name, RiskCoverage\) pair"):
+        save_risk_coverage([("a", conf)], tmp_path / "x.png")  # type: ignore[list-item]

@@ -361,14 +361,15 @@ def test_collapser_is_deterministic_and_gives_one_class_to_one_answer(name: str)
 # --------------------------------------------------------------------------- confidence scorers
 
 
-def classified(*, m: int, greedy: bool) -> list[Any]:
+def classified(*, m: int, greedy: bool, logprobs: bool = True) -> list[Any]:
     from recal.confidence import classify
     from recal.data import Question
     from recal.samples import QuestionSamples, Sample
     from recal.semantic import get_collapser
 
     def sample(text: str) -> Sample:
-        return Sample(text=text, token_ids=(1, 2), logprobs=(-0.2, -0.1), finish_reason="stop")
+        return Sample(text=text, token_ids=(1, 2) if logprobs else (),
+                      logprobs=(-0.2, -0.1) if logprobs else (), finish_reason="stop")
 
     questions = [Question("a", "Capital of France?", ("Paris",)),
                  Question("b", "2 + 2?", ("4",))]
@@ -413,6 +414,8 @@ def test_scorer_needs_are_exactly_what_it_refuses_without(name: str) -> None:
         "two_samples": lambda: scorer.score(classified(m=1, greedy=True), collapser, backend),
         "next_token_logprobs": lambda: scorer.score(
             classified(m=4, greedy=True), collapser, ScriptedBackend("80", logprobs=False)),
+        "token_logprobs": lambda: scorer.score(  # an imported run without log-probs
+            classified(m=4, greedy=True, logprobs=False), collapser, backend),
     }
     for needed, call in cases.items():
         if needed in scorer.needs:

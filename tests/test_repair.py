@@ -92,6 +92,14 @@ def test_exported_scorer_round_trips_and_refuses_tampering(overconfident_run, tm
     assert np.array_equal(artifact.recalibrator.predict_proba(conf),
                           loaded.recalibrator.predict_proba(conf))
     assert loaded.metrics["heldout"]["smooth_ece"]["estimate"] < 0.08
+    # The abstention threshold: a modal share c is right with probability c**4, so only a
+    # unanimous share (c = 1, always right) keeps the risk under 0.1 (19 of 20 errs 19% of the
+    # time): the threshold is 1, its held-out risk 0, its coverage about 1/10 (shares 11-20).
+    rule = loaded.abstention
+    assert rule == artifact.abstention and rule["target_risk"] == 0.1 and rule["delta"] == 0.1
+    assert rule["threshold"] == 1.0 and rule["calibration_errors"] == 0
+    assert rule["heldout"]["risk"] == 0.0 and 0.05 < rule["heldout"]["coverage"] < 0.16
+    assert rule["heldout"]["n"] == 300 and rule["n_calibration"] == 300
 
     file = folder / "scorer.json"
     text = file.read_text()
@@ -146,8 +154,13 @@ def test_cli_fit_export_apply(overconfident_run, tmp_path):
     assert "| isotonic |" in result.output and "base-rate Brier" in result.output
     assert (tmp_path / "fit" / "fit.json").exists()
     result = runner.invoke(app, ["export", str(overconfident_run.path), "--method", "platt",
-                                 "--out", str(tmp_path / "scorer")])
+                                 "--out", str(tmp_path / "scorer"), "--target-risk", "0.25"])
     assert result.exit_code == 0, result.output
+    assert "abstention (risk <= 0.25 with probability 0.9): answer when raw confidence >=" \
+        in result.output and "held-out risk" in result.output
+    bad = runner.invoke(app, ["export", str(overconfident_run.path), "--risk-delta", "0",
+                              "--out", str(tmp_path / "other")])
+    assert bad.exit_code == 2 and "delta must be a probability" in bad.output
     result = runner.invoke(app, ["apply", str(overconfident_run.path), "--scorer",
                                  str(tmp_path / "scorer"), "--out", str(tmp_path / "cal.jsonl")])
     assert result.exit_code == 0, result.output

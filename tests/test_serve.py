@@ -75,18 +75,20 @@ def test_answer_comes_with_its_calibrated_confidence(proxy, scorer_dir):
     completion = raw.parse()
     assert completion.choices[0].message.content.strip()
     extra = completion.model_extra["recal"]
-    assert 0 <= extra["confidence"] <= 1 and 0 <= extra["raw_confidence"] <= 1
-    assert raw.headers["X-Recal-Confidence"] == f"{extra['confidence']:.6f}"
     assert extra["samples"] == 6 and sum(extra["classes"].values()) <= 6
     assert extra["method"] == "platt" and extra["scorer"] == "modal_share"
-    # the confidence is the exported map applied to the raw score
-    recalibrator = load_scorer(scorer_dir).recalibrator
-    assert extra["confidence"] == pytest.approx(
-        float(recalibrator.predict_proba([extra["raw_confidence"]])[0]), abs=1e-9)
     if extra["agrees_with_modal"]:
-        assert extra["answer"] == extra["modal_answer"]
-    else:  # another class: its raw confidence is its share of the samples
+        assert extra["answer"] == extra["modal_answer"] and extra["note"] is None
+        assert 0 <= extra["confidence"] <= 1 and 0 <= extra["raw_confidence"] <= 1
+        assert raw.headers["X-Recal-Confidence"] == f"{extra['confidence']:.6f}"
+        # the confidence is the exported map applied to the raw score
+        recalibrator = load_scorer(scorer_dir).recalibrator
+        assert extra["confidence"] == pytest.approx(
+            float(recalibrator.predict_proba([extra["raw_confidence"]])[0]), abs=1e-9)
+    else:  # another class: its share of the samples, and no confidence (the map is unchecked)
         assert extra["raw_confidence"] == extra["classes"].get(extra["answer"], 0) / 6
+        assert extra["confidence"] is None and "not the modal class" in extra["note"]
+        assert raw.headers["X-Recal-Confidence"] == "null"
 
 
 def test_a_request_without_the_key_is_refused(proxy):
@@ -141,12 +143,33 @@ def test_health_and_metrics(proxy):
     doc = health.json()
     assert doc["status"] == "ok" and doc["model"] == "smollm2" and doc["method"] == "platt"
     assert doc["samples"] == 6 and KEY not in health.text
-    _client(proxy).chat.completions.create(model="smollm2", messages=QUESTION, max_tokens=8)
-    metrics = httpx.get(f"{proxy}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
-    assert 'recal_requests_total{path="/v1/chat/completions",status="200"}' in metrics
-    count = next(line for line in metrics.splitlines()
-                 if line.startswith("recal_confidence_count"))
-    assert int(count.split()[1]) >= 1
+    before = _metrics(proxy)
+    completion = _client(proxy).chat.completions.create(model="smollm2", messages=QUESTION,
+                                                        max_tokens=8)
+    after = _metrics(proxy)
+    assert after['recal_requests_total{path="/v1/chat/completions",status="200"}'] == before.get(
+        'recal_requests_total{path="/v1/chat/completions",status="200"}', 0) + 1
+    # The one choice's confidence is counted where it belongs: given (a modal answer), or null
+    # with its reason (another class; at T = 1 and 8 tokens SmolLM2 gives either).
+    confidence = completion.model_extra["recal"]["confidence"]
+    null = 'recal_confidence_null_total{reason="non_modal"}'
+    if confidence is not None:
+        assert after["recal_confidence_count"] == before["recal_confidence_count"] + 1
+        assert after["recal_confidence_sum"] == pytest.approx(
+            before["recal_confidence_sum"] + confidence, abs=2e-6)
+        assert after[null] == before[null]
+    else:
+        assert after["recal_confidence_count"] == before["recal_confidence_count"]
+        assert after["recal_confidence_sum"] == before["recal_confidence_sum"]
+        assert after[null] == before[null] + 1
+    assert after['recal_confidence_null_total{reason="not_finite"}'] == 0
+
+
+def _metrics(proxy: str) -> dict[str, float]:
+    """/metrics' samples by name (with labels)."""
+    text = httpx.get(f"{proxy}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    return {name: float(value) for name, value in
+            (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))}
 
 
 def test_no_request_can_make_the_proxy_read_a_file_or_load_code(proxy, service, tmp_path,

@@ -9,6 +9,7 @@ The commands live in one small module per group:
 - :mod:`recal.cli.repairing`: ``fit``, ``export``, ``apply``, ``tune``
 - :mod:`recal.cli.workflows`: ``synth``, ``run``, ``bench``
 - :mod:`recal.cli.serving`: ``serve``
+- :mod:`recal.cli.importing`: ``import``
 
 ``--confidence NAME`` names a confidence scorer (``modal_share``, ...); ``--scorer FOLDER`` names
 an exported, calibrated scorer (made by ``recal export`` or ``recal tune``).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from recal.cli import measuring, repairing, serving, workflows
+from recal.cli import importing, measuring, repairing, serving, workflows
 from recal.cli.common import app
 
 __all__ = ["app", "main", "COMMANDS"]
@@ -30,6 +31,7 @@ COMMANDS = (measuring.models, measuring.sample, measuring.measure, measuring.com
 
 for _command in COMMANDS:
     app.command()(_command)
+app.command("import")(importing.import_)  # `import` is a Python keyword: named here
 
 
 def _exit_on_sigterm() -> None:

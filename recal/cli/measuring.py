@@ -134,14 +134,25 @@ def measure(
     resamples: ResamplesOpt = 1000,
     report: Annotated[Path | None, typer.Option(help="Report folder (default: OUT/report-B).")]
         = None,
+    run: Annotated[Path | None, typer.Option(
+        help="Measure this stored run (e.g. made by `recal import`) without sampling.")] = None,
 ) -> None:
     """Sample (reusing a matching stored run), then score and report calibration."""
-    from recal.flows import MeasureFlow, default_run_folder, run_measure
+    from recal.flows import MeasureFlow, default_run_folder, measure_stored, run_measure
     from recal.measure import MeasureConfig
 
     with reported():  # the measurement settings are checked before any sampling
         config = MeasureConfig(collapse=collapse, scorers=names(confidence),
                                n_resamples=resamples)
+    if run is not None:
+        from recal.runstore import RunStore
+
+        with reported(interrupt=True):
+            folder = measure_stored(RunStore.open(run), config,
+                                    report or run / f"report-{collapse}", announce=_announce)
+        typer.echo((folder / "report.md").read_text().split("\n\n![")[0])
+        typer.echo(f"\nreport: {folder / 'report.md'}")
+        return
     given = locals()
     options = {k: given[k] for k in SAMPLING_OPTIONS}
     run = out or default_run_folder(model, dataset, style, samples, limit)
@@ -160,12 +171,32 @@ def compare(
     confidence: Annotated[str, typer.Option(
         "--confidence", help=f"Confidence scorer: {', '.join(SCORERS)}.")] = DEFAULT_CONFIDENCE,
     resamples: ResamplesOpt = 1000,
+    html: Annotated[Path | None, typer.Option(
+        help="Also write a comparison page (one HTML file): question by question, which "
+             "classes the second B merges or splits.")] = None,
+    against: Annotated[Path | None, typer.Option(
+        help="A second run folder: compare the two runs under the first --collapse (writes "
+             "the --html page; the questions in both are compared).")] = None,
 ) -> None:
-    """How much the metrics move between collapsing functions, on the same samples."""
+    """How much the metrics move between collapsing functions (or runs), on the same samples."""
+    from recal.explorer.data import compare_runs
+    from recal.explorer.page import write_page
     from recal.measure import compare_collapsers
     from recal.runstore import RunStore
     from recal.tables import compare_table
 
+    if against is not None:
+        if html is None:
+            raise fail("--against writes a comparison page: add --html FILE")
+        with reported():
+            doc = compare_runs(RunStore.open(run), RunStore.open(against),
+                               collapse or ["normalized"], scorer=confidence,
+                               n_resamples=resamples)
+        write_page(doc, html)
+        typer.echo("\n".join(" | ".join(r) for r in [doc["table"]["header"],
+                                                      *doc["table"]["rows"]]))
+        typer.echo(f"comparison page: {html}")
+        return
     collapse = collapse or ["normalized", "embedding"]
     if len(collapse) < 2:
         raise fail("name at least two collapsing functions: --collapse A --collapse B")
@@ -173,3 +204,9 @@ def compare(
         result = compare_collapsers(RunStore.open(run), collapse, scorer=confidence,
                                     n_resamples=resamples)
     typer.echo(compare_table(result, confidence))
+    if html is not None:
+        with reported():
+            doc = compare_runs(RunStore.open(run), None, collapse[:2], scorer=confidence,
+                               n_resamples=resamples)
+        write_page(doc, html)
+        typer.echo(f"comparison page ({collapse[0]} vs {collapse[1]}): {html}")

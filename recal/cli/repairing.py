@@ -74,20 +74,30 @@ def export(
     calibration_fraction: FractionOpt = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
     out: Annotated[Path, typer.Option(help="Scorer folder to write.")] = Path("scorer"),
+    target_risk: Annotated[float, typer.Option(
+        help="Abstention: the largest error rate among answered questions the threshold "
+             "allows (see recal serve --abstain).")] = 0.1,
+    risk_delta: Annotated[float, typer.Option(
+        help="Abstention: the probability that the threshold's risk exceeds --target-risk "
+             "(its guarantee holds with probability 1 - delta).")] = 0.1,
 ) -> None:
-    """Fit one recalibrator and export it as a calibrated scorer (JSON data, no pickle)."""
+    """Fit one recalibrator and export it as a calibrated scorer (JSON data, no pickle), with an
+    abstention threshold of known risk chosen on the calibration split."""
+    from recal.abstention import AbstentionConfig
     from recal.repair import FitConfig, export_scorer
     from recal.runstore import RunStore
-    from recal.tables import export_summary
+    from recal.tables import abstention_summary, export_summary
 
     with reported():
         config = FitConfig(methods=(method,), scorer=confidence, collapse=collapse,
                            calibration_fraction=calibration_fraction, seed=seed)
-        artifact = export_scorer(RunStore.open(run), method, config)
+        rule = AbstentionConfig(target_risk=target_risk, delta=risk_delta)
+        artifact = export_scorer(RunStore.open(run), method, config, abstention=rule)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file; name a folder for the scorer")
         folder = artifact.save(out)
     typer.echo(export_summary(method, artifact.metrics, folder))
+    typer.echo(abstention_summary(artifact.abstention))
 
 
 def apply(

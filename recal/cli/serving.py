@@ -44,6 +44,10 @@ def serve(
     max_concurrent: Annotated[int, typer.Option(min=1, help="Requests worked on at once.")] = 4,
     allow_model_mismatch: Annotated[bool, typer.Option(
         help="Serve although the upstream is not the model the scorer was fitted on.")] = False,
+    abstain: Annotated[str, typer.Option(
+        help="Answers below the scorer's abstention threshold (chosen at export for a target "
+             "error rate among answered questions): off, flag (marked in the response's recal "
+             "field) or refuse (withheld, replaced by a refusal).")] = "off",
     insecure_no_key: Annotated[bool, typer.Option(
         help="Serve a non-loopback --host with no proxy key (anyone reaching it is served).")]
         = False,
@@ -53,7 +57,7 @@ def serve(
 
     with reported():
         from recal.serve import ServeConfig
-        from recal.serve.app import check_listen, run_server
+        from recal.serve.app import abstention_rule, check_listen, run_server
 
         key = proxy_key or os.environ.get("RECAL_PROXY_KEY") or None
         check_listen(host, key, insecure_no_key=insecure_no_key)  # before anything loads
@@ -64,7 +68,9 @@ def serve(
         config = ServeConfig(api_key=key,
                              max_body_bytes=max_body_bytes, max_messages=max_messages,
                              max_n=max_n, max_tokens=max_tokens,
-                             request_timeout=request_timeout, max_concurrent=max_concurrent)
+                             request_timeout=request_timeout, max_concurrent=max_concurrent,
+                             abstain=abstain)  # type: ignore[arg-type]
+        abstention_rule(service, config)  # a scorer without a threshold is refused here
     if config.api_key is None and insecure_no_key:
         _warn(f"serving on {host} with no API key (--insecure-no-key)")
     typer.echo(f"recal serve: {service.served_model} on http://{host}:{port}/v1 "

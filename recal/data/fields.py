@@ -19,6 +19,7 @@ from typing import Any
 from recal.data.records import Question
 
 __all__ = [
+    "DEFAULT_ANSWER_FIELDS",
     "DEFAULT_FIELDS",
     "FILE_SUFFIXES",
     "DataFormatError",
@@ -28,8 +29,12 @@ __all__ = [
     "describe_value",
 ]
 
-FILE_SUFFIXES = (".jsonl", ".json", ".csv")
-"""The file name endings recal reads as question files."""
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
+"""The file name endings recal reads as question files (``.txt``: one prompt per line,
+unlabelled)."""
+
+DEFAULT_ANSWER_FIELDS = ("answers", "answer")
+"""The fields read for gold answers unless told otherwise."""
 
 class DataFormatError(ValueError):
     """A question file (or hub split) holds something recal cannot read.
@@ -66,6 +71,11 @@ class FieldMap:
     ``answers`` take one name or a tuple of candidates: the first candidate a row holds (for CSV:
     the first the header names) is read, so the default reads ``answers`` and falls back to
     ``answer`` when a row has no ``answers`` field.
+
+    With the default ``answers`` (and no ``aliases`` or ``answer_regex``), a row with neither
+    field is an unlabelled question (``answers == ()``); a file may not mix the two
+    (:func:`recal.data.files.build_questions` refuses it). A field named by the caller must be
+    present.
     """
 
     id: str | None = field(
@@ -79,7 +89,7 @@ class FieldMap:
         default="question", metadata={"help": "Field (or candidates) holding the question text."}
     )
     answers: str | tuple[str, ...] = field(
-        default=("answers", "answer"),
+        default=DEFAULT_ANSWER_FIELDS,
         metadata={
             "help": "Field (or candidates) holding the gold answer: a string or a list of "
             "strings, gold first."
@@ -164,8 +174,17 @@ class FieldMap:
             raise RowError(f"missing question (field {name!r} is empty)")
         return text
 
+    @property
+    def answers_optional(self) -> bool:
+        """Whether a row without an answers field is an unlabelled question (the default fields
+        only: a field the caller named must be there)."""
+        return (self.answers == DEFAULT_ANSWER_FIELDS and self.aliases is None
+                and self.answer_regex is None)
+
     def _answers(self, row: Mapping[str, Any]) -> tuple[str, ...]:
         name, value = _first_present(row, self.answers)
+        if value is _MISSING and self.answers_optional:
+            return ()
         if value is _MISSING:
             raise RowError(f"no gold answer (no field {describe_fields(self.answers)})")
         gold = [text for text in _texts(value, name) if text.strip()]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from recal.data.fields import (
+    DEFAULT_ANSWER_FIELDS,
     DEFAULT_FIELDS,
     DataFormatError,
     FieldMap,
@@ -25,6 +26,7 @@ from recal.data.fields import (
     describe_value,
 )
 from recal.data.records import Question
+from recal.lines import read_text_lines
 
 __all__ = [
     "Converter",
@@ -34,6 +36,7 @@ __all__ = [
     "load_csv",
     "load_file",
     "load_jsonl",
+    "load_text",
 ]
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ def _csv_header(reader: Any, source: str, fields: FieldMap) -> list[str]:
     if repeated:
         raise DataFormatError(source, 1, f"column {repeated[0]!r} appears twice in the header")
     for what, names in (("question", fields.question), ("answers", fields.answers)):
+        if what == "answers" and fields.answers_optional:
+            continue  # no answers column: an unlabelled set
         if not any(name in header for name in names):
             raise DataFormatError(
                 source,
@@ -168,6 +173,7 @@ def build_questions(
 ) -> list[Question]:
     """Convert records to questions, refusing (or with ``skip_bad``, skipping) unreadable rows."""
     questions: list[Question] = []
+    lines: list[int] = []
     first_seen: dict[str, int] = {}
     skipped: list[DataFormatError] = []
     total = 0
@@ -183,8 +189,10 @@ def build_questions(
             continue
         first_seen[question.id] = record.line
         questions.append(question)
+        lines.append(record.line)
     if total == 0:
         raise DataFormatError(source, None, "holds no questions (it is empty)")
+    questions = _not_mixed(questions, lines, source, unit, skipped if skip_bad else None)
     if not questions:
         raise DataFormatError(source, None, f"all {total} rows are bad; the first: {skipped[0]}")
     if skipped:
@@ -194,6 +202,29 @@ def build_questions(
             stacklevel=4,
         )
     return questions
+
+
+def _not_mixed(questions: list[Question], lines: list[int], source: str, unit: str,
+               skipped: list[DataFormatError] | None) -> list[Question]:
+    """Refuse a file that grades some questions and not others (with ``skipped``, a list, drop
+    the unlabelled rows into it instead): a missing answers field is then a mistake, not a
+    choice."""
+    labelled = [line for q, line in zip(questions, lines, strict=True) if q.labelled]
+    if not labelled or len(labelled) == len(questions):
+        return questions
+    kept = []
+    for question, line in zip(questions, lines, strict=True):
+        if question.labelled:
+            kept.append(question)
+            continue
+        error = DataFormatError(
+            source, line, f"no gold answer (no field {describe_fields(DEFAULT_ANSWER_FIELDS)}) "
+            f"but {unit} {labelled[0]} has one: give every row a gold answer, or none (an "
+            "unlabelled set)", unit=unit)
+        if skipped is None:
+            raise error
+        skipped.append(error)
+    return kept
 
 
 def _convert(
@@ -285,15 +316,51 @@ def _load_json(
     )
 
 
+def load_text(
+    path: str | os.PathLike[str], *, skip_bad: bool = False, id_prefix: str | None = None
+) -> list[Question]:
+    """Read a plain text file of prompts, one per line, as unlabelled questions.
+
+    Lines are cut at ``"\n"`` only (:mod:`recal.lines`: a prompt may hold U+2028); a trailing
+    ``"\r"`` is dropped, blank lines are skipped but counted, the last line needs no ``"\n"``.
+    Ids are ``<id_prefix>-<index>`` (default prefix: the file stem; 0-based over the prompts).
+    """
+    file = _existing_file(path)
+    source = os.fspath(path)
+    data = file.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data += b"\n"  # a hand-written file's last line is a prompt, not a partial record
+
+    def records() -> Iterator[Record]:
+        index = 0
+        try:
+            for line, text in read_text_lines(data):
+                yield Record(line, index, {"question": text.removesuffix("\r")})
+                index += 1
+        except ValueError as exc:  # not UTF-8: "line N: ..." from read_text_lines
+            number, _, reason = str(exc).partition(": ")
+            raise DataFormatError(source, int(number.split()[-1]), reason) from None
+
+    return build_questions(records(), DEFAULT_FIELDS.to_question, source=source,
+                           prefix=id_prefix or file.stem, skip_bad=skip_bad)
+
+
 def load_file(
     path: Path, fields: FieldMap, *, skip_bad: bool, id_prefix: str | None = None
 ) -> list[Question]:
-    """Read a question file by its ending: ``.csv``, ``.json`` (array or JSON Lines), ``.jsonl``."""
+    """Read a question file by its ending: ``.csv``, ``.json`` (array or JSON Lines), ``.jsonl``,
+    ``.txt`` (one prompt per line, unlabelled)."""
     suffix = path.suffix.lower()
+    if suffix == ".txt":
+        if fields != DEFAULT_FIELDS:
+            raise ValueError(f"{path} is a plain text file of prompts; fields apply to "
+                             ".jsonl, .json and .csv files")
+        return load_text(path, skip_bad=skip_bad, id_prefix=id_prefix)
     if suffix == ".csv":
         return load_csv(path, fields, skip_bad=skip_bad, id_prefix=id_prefix)
     if suffix == ".json":
         return _load_json(path, fields, skip_bad=skip_bad, id_prefix=id_prefix)
     if suffix == ".jsonl":
         return load_jsonl(path, fields, skip_bad=skip_bad, id_prefix=id_prefix)
-    raise ValueError(f"cannot tell the format of {path}: name the file .jsonl, .json or .csv")
+    raise ValueError(f"cannot tell the format of {path}: name the file .jsonl, .json, .csv or "
+                     ".txt")

@@ -47,6 +47,7 @@ def load_questions(
     """Load a question set by name (see :data:`DATASETS`) or from a file, in file order.
 
     - ``"builtin"``: the set packaged with recal.
+    - a path ending in ``.txt``: one prompt per line, unlabelled questions.
     - a path ending in ``.jsonl``, ``.json`` or ``.csv`` (or any ``os.PathLike``): read with
       ``fields`` (default :data:`DEFAULT_FIELDS`: ``id``, ``question``, and ``answers`` or, when
       a row has no ``answers`` field, ``answer``).
@@ -65,7 +66,7 @@ def load_questions(
         name = str(name_or_path)
         if name not in DATASETS and Path(name).is_file():
             raise ValueError(
-                f"cannot tell the format of {name}: name the file .jsonl, .json or .csv"
+                f"cannot tell the format of {name}: name the file .jsonl, .json, .csv or .txt"
             )
         spec = DATASETS.get(name)
         if fields is not None:

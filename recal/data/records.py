@@ -16,7 +16,9 @@ class Question:
     """One short-answer question.
 
     ``answers`` holds the gold answer first and then its aliases; a prediction is correct when it
-    matches any of them under the collapsing function in use.
+    matches any of them under the collapsing function in use. An *unlabelled* question has no
+    answers (``answers == ()``): it can be sampled and collapsed, and its confidence measured,
+    but it cannot be graded (:attr:`labelled` is False).
     """
 
     id: str
@@ -30,15 +32,23 @@ class Question:
         if not isinstance(self.question, str) or not self.question.strip():
             raise ValueError(f"question {self.id!r} has an empty question text")
         answers = tuple(self.answers)
-        if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+        if not all(isinstance(a, str) and a.strip() for a in answers):
             raise ValueError(
-                f"question {self.id!r} needs at least one non-empty gold answer, got {answers!r}"
+                f"question {self.id!r} has an empty or non-text gold answer in {answers!r}"
             )
         object.__setattr__(self, "answers", answers)
 
     @property
+    def labelled(self) -> bool:
+        """Whether the question has gold answers to grade a prediction against."""
+        return bool(self.answers)
+
+    @property
     def answer(self) -> str:
-        """The canonical gold answer (the first of ``answers``)."""
+        """The canonical gold answer (the first of ``answers``); an unlabelled question has
+        none and raises ``ValueError``."""
+        if not self.answers:
+            raise ValueError(f"question {self.id!r} has no gold answer (it is unlabelled)")
         return self.answers[0]
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,7 +64,7 @@ class Question:
         return cls(
             id=str(row["id"]),
             question=row["question"],
-            answers=tuple(row["answers"]),
+            answers=tuple(row.get("answers") or ()),
             metadata=dict(row.get("metadata") or {}),
         )
 

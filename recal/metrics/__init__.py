@@ -20,6 +20,9 @@ brier_score         lower       [0, 1]        mean squared error of the confiden
 log_loss            lower       [0, inf)      mean negative log-likelihood of ``correct``
 auroc               higher      [0, 1]        how well confidence separates right from wrong
 aurc                lower       [0, 1]        area under the risk-coverage curve
+prr                 higher      (-inf, 1]     prediction-rejection ratio (0 random, 1 perfect)
+selective_accuracy  higher      [0, 1]        accuracy of the 10% most confident answers
+_10
 accuracy            higher      [0, 1]        fraction correct
 mean_confidence     neither     [0, 1]        average confidence
 ==================  ==========  ============  ===============================================
@@ -43,6 +46,7 @@ module              holds
 ``resampling``      the one bootstrap engine: cells, count draws, batched metrics
 ``specs``           one :class:`MetricSpec` per metric, registered in ``METRIC_SPECS``
 ``intervals``       :func:`bootstrap`, :func:`compute_all`, :class:`BootstrapResult`
+``selective``       risk-coverage curve, selective accuracy, prediction-rejection ratio
 ``reliability``     reliability-diagram data (:func:`reliability_data`); drawn by recal.plots
 ==================  =========================================================================
 """
@@ -67,6 +71,12 @@ from recal.metrics.point import (
     mean_confidence,
 )
 from recal.metrics.reliability import ReliabilityData, reliability_data
+from recal.metrics.selective import (
+    RiskCoverage,
+    prediction_rejection_ratio,
+    risk_coverage_curve,
+    selective_accuracy,
+)
 from recal.metrics.smooth import SmoothCurve, smooth_calibration_curve, smooth_ece
 from recal.metrics.specs import (
     METRIC_SPECS,
@@ -86,6 +96,7 @@ __all__ = [
     "MetricInfo",
     "MetricSpec",
     "ReliabilityData",
+    "RiskCoverage",
     "SmoothCurve",
     "accuracy",
     "aurc",
@@ -98,8 +109,11 @@ __all__ = [
     "log_loss",
     "mce",
     "mean_confidence",
+    "prediction_rejection_ratio",
     "register_metric",
     "reliability_data",
+    "risk_coverage_curve",
+    "selective_accuracy",
     "smooth_calibration_curve",
     "smooth_ece",
 ]

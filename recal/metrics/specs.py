@@ -43,8 +43,16 @@ from recal.metrics.point import (
     log_loss_unchecked,
     mean_confidence,
     mean_confidence_unchecked,
+    value_blocks,
 )
 from recal.metrics.resampling import Resamples
+from recal.metrics.selective import (
+    SELECTIVE_COVERAGE,
+    prediction_rejection_ratio,
+    prr_from_blocks,
+    selective_accuracy,
+    selective_accuracy_from_blocks,
+)
 from recal.metrics.smooth import smooth_ece, smooth_ece_unchecked
 from recal.metrics.validation import FloatArray
 from recal.registry import Registry
@@ -122,9 +130,29 @@ def _ece_mass(confidence: npt.ArrayLike, correct: npt.ArrayLike) -> float:
     return binned_ece(confidence, correct, binning="mass")
 
 
-def _aurc_batch(r: Resamples) -> FloatArray:
+def _descending(r: Resamples) -> tuple[FloatArray, FloatArray]:
+    """Per-level (count, wrong) of every resample, most confident level first."""
     count = r.level_count[:, ::-1]
-    return aurc_from_blocks(count, count - r.level_right[:, ::-1], r.cells.n)
+    return count, count - r.level_right[:, ::-1]
+
+
+def _aurc_batch(r: Resamples) -> FloatArray:
+    return aurc_from_blocks(*_descending(r), r.cells.n)
+
+
+def _selective_accuracy_10(confidence: npt.ArrayLike, correct: npt.ArrayLike) -> float:
+    """Accuracy among the 10% most confident answers (:func:`selective_accuracy`)."""
+    return selective_accuracy(confidence, correct, SELECTIVE_COVERAGE)
+
+
+def _selective_accuracy_10_unchecked(conf: FloatArray, corr: FloatArray) -> float:
+    count, right = value_blocks(conf, corr)
+    return float(selective_accuracy_from_blocks(count[::-1], (count - right)[::-1], conf.size))
+
+
+def _prr_unchecked(conf: FloatArray, corr: FloatArray) -> float:
+    count, right = value_blocks(conf, corr)
+    return float(prr_from_blocks(count[::-1], (count - right)[::-1], conf.size))
 
 
 UNIT = (0.0, 1.0)
@@ -173,6 +201,17 @@ register_metric(MetricSpec(
 register_metric(MetricSpec(
     "aurc", aurc, aurc_unchecked, _aurc_batch, False, UNIT,
     "area under the risk-coverage curve (Geifman & El-Yaniv 2017)",
+))
+register_metric(MetricSpec(
+    "prr", prediction_rejection_ratio, _prr_unchecked,
+    lambda r: prr_from_blocks(*_descending(r), r.cells.n), True, (-math.inf, 1.0),
+    "prediction-rejection ratio: share of the way from a random to a perfect ranking (nan: 1 "
+    "class)",
+))
+register_metric(MetricSpec(
+    "selective_accuracy_10", _selective_accuracy_10, _selective_accuracy_10_unchecked,
+    lambda r: selective_accuracy_from_blocks(*_descending(r), r.cells.n), True, UNIT,
+    "accuracy among the 10% most confident answers (HELM's selective accuracy)",
 ))
 register_metric(MetricSpec(
     "accuracy", accuracy, accuracy_unchecked, lambda r: r.linear(r.cells.right), True, UNIT,

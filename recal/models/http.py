@@ -59,6 +59,13 @@ from typing import Any, Literal
 from recal.lines import first_line
 from recal.models.base import Backend, ModelIdentity, ModelKind
 from recal.models.rng import row_keys
+from recal.models.stop import (
+    SamplingStopped,
+    check_stop,
+    current_deadline,
+    deadline_at,
+    time_left,
+)
 from recal.prompts import Prompt
 from recal.samples import QuestionSamples, Sample, SamplingConfig
 
@@ -268,6 +275,8 @@ class HTTPBackend(Backend):
 
         Raises ``ServerRequestError`` at once on a 4xx other than 408/409/425/429, and
         ``ServerUnreachableError`` once ``retries`` (default ``max_retries``) retries failed.
+        Within a :func:`recal.models.stop.sampling_deadline` no try waits past the deadline,
+        and :class:`recal.models.stop.SamplingStopped` is raised there instead of retrying.
         Requests go round robin over the replicas (each retry to the next) unless ``server``
         names one.
         """
@@ -280,11 +289,15 @@ class HTTPBackend(Backend):
         for attempt in range(retries + 1):
             root = servers[(first + attempt) % len(servers)]
             url = f"{root}/{path.lstrip('/')}"
+            wait = self._wait_limit()  # the request's own deadline (recal serve's timeout)
             self.stats.count(question_id, retry=attempt > 0, server=root)
             retry_after = None
             try:
-                response = self._client.request(method, url, json=body)
+                response = self._client.request(
+                    method, url, json=body,
+                    timeout=httpx.Timeout(wait, connect=min(wait, 10.0)))
             except httpx.TimeoutException:
+                check_stop()  # past the caller's deadline: stop, do not retry
                 last = f"no answer within {self.config.timeout:g} s (timeout)"
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -301,11 +314,20 @@ class HTTPBackend(Backend):
                     raise ServerRequestError(_refusal(response, url, self.config),
                                              response.status_code)
             if attempt < retries:
-                time.sleep(self._delay(attempt, retry_after))
+                left = time_left()
+                delay = self._delay(attempt, retry_after)
+                time.sleep(delay if left is None else max(0.0, min(delay, left)))
         raise ServerUnreachableError(
             f"{method} {url} failed {retries + 1} times (last: {last}). Check "
             "that the server is running and --model names its URL; questions already finished "
             "are kept, so running the same command again resumes the run.")
+
+    def _wait_limit(self) -> float:
+        """Seconds the next request may wait: the configured timeout, or less when the caller's
+        deadline comes sooner (raises :class:`SamplingStopped` once it has passed)."""
+        check_stop()
+        left = time_left()
+        return self.config.timeout if left is None else min(self.config.timeout, left)
 
     def _find_model(self, server: str | None = None) -> tuple[str, dict[str, Any]]:
         server = server or self.config.base_url
@@ -421,6 +443,11 @@ class HTTPBackend(Backend):
                 "run with n_mode='single' (--n-mode single) for this server")
         return [self._to_sample(c, config) for c in choices[:job.count]]
 
+    def _run_job_by(self, deadline: float | None, job: _Job, qid: str, prompt: Prompt,
+                    config: SamplingConfig) -> list[Sample]:
+        with deadline_at(deadline):
+            return self._run_job(job, qid, prompt, config)
+
     def _jobs(self, question: int, config: SamplingConfig) -> list[_Job]:
         assert self.capabilities is not None
         m = config.n_samples
@@ -443,6 +470,7 @@ class HTTPBackend(Backend):
         if self.capabilities is None:
             self.capabilities = self._probe(prompts[0], config)
         m = config.n_samples
+        deadline = current_deadline()  # the workers inherit it: they are other threads
         slots: list[list[Sample | None]] = [[None] * (m + 1) for _ in prompts]
         pending = [0] * len(prompts)
         pool = ThreadPoolExecutor(max_workers=self.config.concurrency,
@@ -452,11 +480,19 @@ class HTTPBackend(Backend):
         try:
             for q, (qid, prompt) in enumerate(zip(question_ids, prompts, strict=True)):
                 for job in self._jobs(q, config):
-                    futures[pool.submit(self._run_job, job, qid, prompt, config)] = job
+                    futures[pool.submit(self._run_job_by, deadline, job, qid, prompt,
+                                        config)] = job
                     pending[q] += 1
             remaining = set(futures)
             while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                left = time_left()
+                done, remaining = wait(remaining, return_when=FIRST_COMPLETED,
+                                       timeout=None if left is None else max(left, 0.0))
+                if not done:  # past the deadline: send no more; those in flight time out too
+                    for other in remaining:
+                        other.cancel()
+                    failure = SamplingStopped("sampling stopped: past its deadline")
+                    break
                 for future in done:
                     job = futures[future]
                     if future.cancelled():

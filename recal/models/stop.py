@@ -1,7 +1,9 @@
 """Stopping a sampler between decode steps: a process-wide stop signal and a per-thread deadline.
 
 Backends call :func:`check_stop` before each forward pass, so that a shutdown (SIGTERM) or a
-request that has timed out stops the work within one decode step instead of minutes later.
+request that has timed out stops the work within one decode step instead of minutes later; the
+HTTP backend bounds each request and each retry's wait by :func:`time_left` and hands the
+deadline to its worker threads (:func:`current_deadline`, :func:`deadline_at`).
 Torch-free, so that ``recal serve`` can import it in front of a server upstream.
 """
 
@@ -12,7 +14,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["SamplingStopped", "STOP_SAMPLING", "sampling_deadline", "check_stop"]
+__all__ = ["SamplingStopped", "STOP_SAMPLING", "sampling_deadline", "check_stop",
+           "current_deadline", "deadline_at", "time_left"]
 
 
 class SamplingStopped(RuntimeError):
@@ -37,6 +40,34 @@ def sampling_deadline(seconds: float) -> Iterator[None]:
         yield
     finally:
         _local.deadline = before
+
+
+def current_deadline() -> float | None:
+    """This thread's deadline (a ``time.monotonic()`` instant), or None: hand it to worker
+    threads with :func:`deadline_at`, since a deadline belongs to the thread that set it."""
+    return getattr(_local, "deadline", None)
+
+
+@contextmanager
+def deadline_at(deadline: float | None) -> Iterator[None]:
+    """Within this block, in this thread, the deadline is the instant ``deadline`` (None: the
+    thread's own, unchanged): how a worker thread inherits its caller's deadline."""
+    if deadline is None:
+        yield
+        return
+    before = getattr(_local, "deadline", None)
+    _local.deadline = deadline if before is None else min(before, deadline)
+    try:
+        yield
+    finally:
+        _local.deadline = before
+
+
+def time_left() -> float | None:
+    """Seconds to this thread's deadline (<= 0 once past it), or None without one. Work that
+    waits (an HTTP request, a backoff sleep) waits at most this long."""
+    deadline = getattr(_local, "deadline", None)
+    return None if deadline is None else deadline - time.monotonic()
 
 
 def check_stop() -> None:

@@ -56,6 +56,13 @@ class Collapser(ABC):
         """Whether the class ``label`` matches any of ``question.answers`` under this B.
         :data:`NO_ANSWER` is never correct."""
 
+    def explain(self, question: Question, texts: Sequence[str]) -> list[tuple[str, str]] | None:
+        """Why each text lands where it does, for a person reading the samples: per text, the
+        answer span this B read from it and how the grader judged that span (``("paris city",
+        "starts with gold 'paris' (+1 word)")``). ``None`` when this B cannot say (the report
+        then shows the class and its grade alone)."""
+        return None
+
     def distribution(self, question: Question, texts: Sequence[str]) -> ClassDistribution:
         """The class distribution of ``texts``: :func:`distribution` of :meth:`collapse`."""
         return distribution(self.collapse(question, texts))

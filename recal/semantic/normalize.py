@@ -76,6 +76,7 @@ __all__ = [
     "NormalizedCollapser",
     "extract_answer",
     "gold_forms",
+    "grade_reason",
     "matches_gold",
     "normalize_answer",
     "normalize_text",
@@ -515,6 +516,23 @@ def matches_gold(label: str, forms: Iterable[str], *, max_extra_tokens: int = 2,
     return False
 
 
+def grade_reason(label: str, forms: Sequence[str], *, max_extra_tokens: int = 2,
+                 other_units: Iterable[str] = ()) -> str:
+    """In words, why :func:`matches_gold` accepts or refuses ``label`` against ``forms``: "equals
+    gold 'paris'", "starts with gold 'paris' (+1 word)", "matches no gold form ('paris')" or
+    "no answer"."""
+    if not label.split():
+        return "no answer"
+    for form in forms:
+        if matches_gold(label, [form], max_extra_tokens=max_extra_tokens,
+                        other_units=other_units):
+            extra = len(label.split()) - len(form.split())
+            return (f"equals gold {form!r}" if extra == 0 else
+                    f"starts with gold {form!r} (+{extra} word{'s' if extra > 1 else ''})")
+    shown = ", ".join(repr(f) for f in forms) or "none"
+    return f"matches no gold form ({shown})"
+
+
 # A regnal number names another person: "napoleon iii" is not "napoleon" (nor "napoleon i"). "i"
 # alone is left out: it is also the pronoun.
 _REGNAL = re.compile(r"(?:ii|iii|iv|v|vi|vii|viii|ix|x|xi|xii|xiii|xiv|xv|xvi)")
@@ -566,7 +584,28 @@ class NormalizedCollapser(Collapser):
     def is_correct(self, question: Question, label: str) -> bool:
         # A unit the question names has been stripped from the label as a restatement; any
         # other unit after a number contradicts the question ("100 °f" asked in Celsius).
-        named = _question_units(normalize_text(question.question).split())
         return matches_gold(normalize_text(label), self._forms(question),
                             max_extra_tokens=self.max_extra_tokens,
-                            other_units=(_UNIT_SYMBOLS - named) if named else ())
+                            other_units=_other_units(question))
+
+    def explain(self, question: Question, texts: Sequence[str]) -> list[tuple[str, str]]:
+        """Per text, its normalised answer span and :func:`grade_reason` for it."""
+        forms = self._forms(question)
+        other = _other_units(question)
+        reasons: dict[str, str] = {}
+        out = []
+        for text in texts:
+            span = self._span(question, text)
+            if span not in reasons:
+                reasons[span] = grade_reason(normalize_text(span), forms,
+                                             max_extra_tokens=self.max_extra_tokens,
+                                             other_units=other)
+            out.append((span, reasons[span]))
+        return out
+
+
+def _other_units(question: Question) -> frozenset[str]:
+    """The units that contradict the question: when it names a unit, every other one (asked in
+    Celsius, "100 °f" is not "100"); when it names none, none."""
+    named = _question_units(normalize_text(question.question).split())
+    return frozenset(_UNIT_SYMBOLS - named) if named else frozenset()

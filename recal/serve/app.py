@@ -19,16 +19,22 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from recal import __version__
+from recal.abstention import AbstentionRule
 from recal.models.http import HTTPBackendError, ServerRequestError
 from recal.models.stop import STOP_SAMPLING, SamplingStopped, sampling_deadline
 from recal.prompts import Prompt, PromptTooLongError
 from recal.serve.config import ServeConfig
 from recal.serve.scoring import ConfidenceService, message_text
 
-__all__ = ["create_app", "run_server", "check_listen", "JsonLogFormatter", "LOOPBACK_HOSTS"]
+__all__ = ["create_app", "run_server", "check_listen", "JsonLogFormatter", "LOOPBACK_HOSTS",
+           "NULL_REASONS", "REFUSAL_TEXT", "abstention_rule"]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 """Addresses only this machine can reach: the proxy may serve them without a key."""
+
+NULL_REASONS = ("non_modal", "not_finite")
+"""Why a choice's confidence is null, as /metrics counts them: the answer is not the samples'
+modal class (:data:`recal.serve.scoring.NON_MODAL_NOTE`), or the map gave no finite number."""
 
 
 def check_listen(host: str, api_key: str | None, *, insecure_no_key: bool = False) -> None:
@@ -71,14 +77,29 @@ class _Metrics:
         self.duration_count = 0
         self.confidence_sum = 0.0
         self.confidence_count = 0
+        self.confidence_null: Counter[str] = Counter()
         self.upstream_errors = 0
         self.in_flight = 0
+        self.below_threshold = 0
 
     def record(self, path: str, status: int, seconds: float) -> None:
         with self.lock:
             self.requests[(path, status)] += 1
             self.duration_sum += seconds
             self.duration_count += 1
+
+    def observe(self, confidences: list[dict[str, Any]]) -> None:
+        """Count each choice's confidence (its ``recal`` field): given, or null with the
+        reason (the response carries a non-finite value as null too)."""
+        with self.lock:
+            for c in confidences:
+                value = c["confidence"]
+                if value is not None and math.isfinite(value):
+                    self.confidence_sum += value
+                    self.confidence_count += 1
+                else:
+                    reason = "not_finite" if c["agrees_with_modal"] else "non_modal"
+                    self.confidence_null[reason] += 1
 
     def text(self) -> str:
         with self.lock:
@@ -90,14 +111,27 @@ class _Metrics:
                 "# TYPE recal_request_duration_seconds summary",
                 f"recal_request_duration_seconds_sum {self.duration_sum:.6f}",
                 f"recal_request_duration_seconds_count {self.duration_count}",
-                "# HELP recal_confidence Calibrated confidence of answered completions.",
+                "# HELP recal_confidence Calibrated confidence of each answered choice that "
+                "has one.",
                 "# TYPE recal_confidence summary",
                 f"recal_confidence_sum {self.confidence_sum:.6f}",
                 f"recal_confidence_count {self.confidence_count}",
+                "# HELP recal_confidence_null_total Answered choices given a null confidence, "
+                "by reason.",
+                "# TYPE recal_confidence_null_total counter",
+            ]
+            for reason in NULL_REASONS:
+                lines.append(f'recal_confidence_null_total{{reason="{reason}"}} '
+                             f'{self.confidence_null[reason]}')
+            lines += [
                 "# TYPE recal_upstream_errors_total counter",
                 f"recal_upstream_errors_total {self.upstream_errors}",
                 "# TYPE recal_in_flight gauge",
                 f"recal_in_flight {self.in_flight}",
+                "# HELP recal_below_threshold_total Answers below the abstention threshold "
+                "(flagged or withheld).",
+                "# TYPE recal_below_threshold_total counter",
+                f"recal_below_threshold_total {self.below_threshold}",
             ]
         return "\n".join(lines) + "\n"
 
@@ -266,8 +300,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _within(seconds: float, work: Any, *args: Any) -> Any:
-    """``work(*args)`` in this worker thread, its sampling stopped past ``seconds``: a request
-    that has timed out stops computing instead of holding a core."""
+    """``work(*args)`` in this worker thread, stopped past ``seconds``: a request that has
+    timed out stops computing instead of holding a core (in-process sampling stops at its next
+    decode step; an HTTP upstream's request and retries wait no longer than the deadline)."""
     with sampling_deadline(seconds):
         return work(*args)
 
@@ -283,9 +318,50 @@ async def _guarded(call_next: Any, request: Request) -> Response:
                       "server log", "internal_error")
 
 
+REFUSAL_TEXT = "I am not confident enough in an answer to this question to give one."
+"""What replaces an answer below the abstention threshold under ``--abstain refuse``."""
+
+
+def abstention_rule(service: ConfidenceService, config: ServeConfig) -> AbstentionRule | None:
+    """The rule ``--abstain flag|refuse`` applies; refused at start when the scorer has none."""
+    if config.abstain == "off":
+        return None
+    rule = service.abstention
+    if rule is None:
+        raise ValueError(f"--abstain {config.abstain} needs a scorer exported with an abstention "
+                         "threshold: export it again with this recal (recal export "
+                         "--target-risk R)")
+    if rule.threshold is None:
+        raise ValueError(f"--abstain {config.abstain}: the scorer has no abstention threshold "
+                         f"({rule.reason}); export it with a larger --target-risk or "
+                         "--risk-delta, or on more questions")
+    return rule
+
+
+def _apply_abstention(answer: dict[str, Any], confs: list[Any], rule: AbstentionRule,
+                      mode: str) -> int:
+    """Mark (``flag``) or withhold (``refuse``) each choice below ``rule``'s threshold; the
+    number below it. A choice with a null confidence is below every threshold."""
+    below = 0
+    for choice, c in zip(answer.get("choices") or [], confs, strict=False):
+        answered = c.confidence is not None and rule.answers(c.raw_confidence)
+        decision = "answer" if answered else ("flag" if mode == "flag" else "refuse")
+        choice["recal"]["abstention"] = decision
+        if not answered:
+            below += 1
+            if mode == "refuse":
+                choice["message"] = {"role": "assistant", "content": REFUSAL_TEXT}
+    return below
+
+
 def create_app(service: ConfidenceService, config: ServeConfig | None = None) -> FastAPI:
-    """The proxy in front of ``service``'s upstream, with ``service``'s scorer (fixed here)."""
+    """The proxy in front of ``service``'s upstream, with ``service``'s scorer (fixed here).
+
+    With ``config.abstain`` 'flag' or 'refuse', each choice carries ``recal.abstention``
+    ('answer', 'flag' or 'refuse') from the scorer's abstention threshold (a scorer without one
+    is refused here, with the reason)."""
     config = config or ServeConfig()
+    rule = abstention_rule(service, config)
     _setup_logging()
     metrics = _Metrics()
     app = FastAPI(title="recal serve", version=__version__, docs_url=None, redoc_url=None,
@@ -350,8 +426,10 @@ def create_app(service: ConfidenceService, config: ServeConfig | None = None) ->
         except _Refused as refused:
             return refused.response
         request.state.log["n"] = body.get("n") or 1
+        deadline = time.monotonic() + config.request_timeout
         try:
-            result = await asyncio.wait_for(_answer(body, question), config.request_timeout)
+            result = await asyncio.wait_for(_answer(body, question, deadline),
+                                            config.request_timeout)
         except (TimeoutError, SamplingStopped):
             return _error(504, f"no answer within {config.request_timeout:g} s "
                           "(--request-timeout)", "timeout")
@@ -367,19 +445,23 @@ def create_app(service: ConfidenceService, config: ServeConfig | None = None) ->
             return _error(502, f"the upstream model failed: {exc}", "upstream_unavailable")
         conf = result["recal"]["confidence"]
         request.state.log["confidence"] = conf
-        if conf is not None:
-            with metrics.lock:
-                metrics.confidence_sum += conf
-                metrics.confidence_count += 1
-        header = "null" if conf is None else f"{conf:.6f}"
-        return _StrictJSON(result, headers={"X-Recal-Confidence": header})
+        metrics.observe([choice["recal"] for choice in result.get("choices") or []
+                         if "recal" in choice])
+        header = "null" if conf is None or not math.isfinite(conf) else f"{conf:.6f}"
+        headers = {"X-Recal-Confidence": header}
+        if rule is not None:
+            headers["X-Recal-Abstention"] = result["recal"]["abstention"]["decision"]
+        return _StrictJSON(result, headers=headers)
 
-    async def _answer(body: dict[str, Any], question: str) -> dict[str, Any]:
+    async def _answer(body: dict[str, Any], question: str, deadline: float
+                      ) -> dict[str, Any]:
         async with gate:
             with metrics.lock:
                 metrics.in_flight += 1
             try:
-                seconds = config.request_timeout
+                # What is left of the request's time, passed down to the upstream request and
+                # to sampling, so that nothing keeps working once the client has its 504.
+                seconds = max(deadline - time.monotonic(), 0.0)
                 answer, record = await asyncio.gather(
                     run_in_threadpool(_within, seconds, service.answer, body),
                     run_in_threadpool(_within, seconds, service.sample, question))
@@ -394,9 +476,18 @@ def create_app(service: ConfidenceService, config: ServeConfig | None = None) ->
             choice["recal"] = c.to_dict()
         first = confs[0].to_dict() if confs else {"answer": None, "confidence": None,
                                                   "raw_confidence": None,
-                                                  "agrees_with_modal": False}
+                                                  "agrees_with_modal": False, "note": None}
         answer["recal"] = {**first, **summary, "method": service.scorer.recalibrator.name,
                            "scorer": service.scorer.scorer}
+        if rule is not None:
+            below = _apply_abstention(answer, confs, rule, config.abstain)
+            with metrics.lock:
+                metrics.below_threshold += below
+            choices = answer.get("choices") or []
+            answer["recal"]["abstention"] = {
+                "decision": (choices[0]["recal"]["abstention"] if choices else config.abstain),
+                "threshold": rule.threshold, "calibrated_threshold": rule.calibrated_threshold,
+                "target_risk": rule.target_risk, "delta": rule.delta}
         return answer
 
     return app

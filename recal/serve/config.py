@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-__all__ = ["ServeConfig"]
+AbstainMode = Literal["off", "flag", "refuse"]
+
+__all__ = ["AbstainMode", "ServeConfig"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class ServeConfig:
     """Seconds a request may take in all (answer and confidence samples); 504 beyond it."""
     max_concurrent: int = 4
     """Requests worked on at once; later ones wait (within their time limit)."""
+    abstain: AbstainMode = "off"
+    """Answers below the scorer's abstention threshold: 'off' (no decision), 'flag' (marked in
+    the response) or 'refuse' (the answer is withheld and replaced by a refusal)."""
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_messages", "max_n", "max_tokens", "max_concurrent"):
@@ -36,5 +42,8 @@ class ServeConfig:
         t = self.request_timeout
         if not (isinstance(t, int | float) and math.isfinite(t) and t > 0):
             raise ValueError(f"request_timeout must be a positive number of seconds, got {t!r}")
+        if self.abstain not in get_args(AbstainMode):
+            raise ValueError(f"abstain must be one of {', '.join(get_args(AbstainMode))}, got "
+                             f"{self.abstain!r}")
         if self.api_key is not None and len(self.api_key) < 8:
             raise ValueError("api_key must be at least 8 characters (or None for no key)")

@@ -6,9 +6,15 @@ upstream model with the scorer's sampling settings, collapsed with its collapsin
 scored, and the recalibrator maps the score to a probability of being right.
 
 The upstream's own answer (a choice) is placed in a class under the same B. When it is the modal
-class, its confidence is the scorer's calibrated confidence. When it is another class and the
-scorer is ``modal_share``, its raw confidence is its class's share among the M samples (0 when
-no sample is in it), recalibrated by the same map; for other scorers it has none (null).
+class, its confidence is the scorer's calibrated confidence. When it is another class, its
+confidence is null, with the reason in ``note``: the map was fitted and judged on the modal
+class's confidence (is the *modal* answer right?), and nothing has checked that it maps another
+class's share to that class's chance of being right (with ``modal_share`` the share itself is
+still given as ``raw_confidence``).
+
+With an abstention threshold (exported with the scorer, :mod:`recal.abstention`) the proxy can
+flag or withhold answers below it (``ServeConfig.abstain``); an answer with a null confidence is
+below every threshold.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from recal.abstention import AbstentionRule
 from recal.data.records import Question
 from recal.models.base import Backend
 from recal.prompts import build_prompt
@@ -26,7 +33,7 @@ from recal.samples import QuestionSamples, SamplingConfig
 from recal.scorer import CalibratedScorer
 
 __all__ = ["Confidence", "ConfidenceService", "FORWARDED_FIELDS", "ModelMismatchError",
-           "message_text"]
+           "NON_MODAL_NOTE", "message_text"]
 
 FORWARDED_FIELDS = frozenset({
     "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
@@ -34,6 +41,10 @@ FORWARDED_FIELDS = frozenset({
 })
 """Request fields passed to the upstream model; every other field is dropped (and ``model`` is
 always the upstream's own), so a request cannot name a file, a grammar or an adapter to load."""
+
+
+NON_MODAL_NOTE = ("the answer is not the modal class of the samples: the scorer's map was fitted "
+                  "and checked on the modal class's confidence only")
 
 
 class ModelMismatchError(ValueError):
@@ -52,6 +63,8 @@ class Confidence:
     """The scorer's confidence before recalibration."""
     agrees_with_modal: bool
     """Whether the answer is in the modal class of the M samples."""
+    note: str | None = None
+    """Why ``confidence`` is null, when it is."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +97,12 @@ class ConfidenceService:
                                                             chat=self.backend.is_chat)
 
     @property
+    def abstention(self) -> AbstentionRule | None:
+        """The scorer's abstention rule (None when it was exported without one)."""
+        doc = getattr(self.scorer, "abstention", None)
+        return AbstentionRule.from_dict(doc) if doc else None
+
+    @property
     def served_model(self) -> str:
         return getattr(self.backend, "served_model", self.backend.identity.name)
 
@@ -94,7 +113,11 @@ class ConfidenceService:
                 "collapse": self.scorer.collapse, "style": self.scorer.style,
                 "samples": self.sampling.n_samples, "temperature": self.sampling.temperature,
                 "heldout_smooth_ece": (self.scorer.metrics.get("heldout", {})
-                                       .get("smooth_ece", {}).get("estimate"))}
+                                       .get("smooth_ece", {}).get("estimate")),
+                "abstention": ({"threshold": rule.threshold, "target_risk": rule.target_risk,
+                                "delta": rule.delta,
+                                "heldout_risk": (rule.heldout or {}).get("risk")}
+                               if (rule := self.abstention) is not None else None)}
 
     # -- the upstream answer ---------------------------------------------------------------------
 
@@ -161,10 +184,9 @@ class ConfidenceService:
                 out.append(Confidence(label, scored.confidence, scored.raw_confidence, True))
             elif self.scorer.scorer == "modal_share":
                 share = sample_labels.count(label) / len(sample_labels)
-                calibrated = float(self.scorer.recalibrator.predict_proba([share])[0])
-                out.append(Confidence(label, calibrated, share, False))
+                out.append(Confidence(label, None, share, False, NON_MODAL_NOTE))
             else:
-                out.append(Confidence(label, None, None, False))
+                out.append(Confidence(label, None, None, False, NON_MODAL_NOTE))
         summary = {"modal_answer": scored.answer, "modal_confidence": scored.confidence,
                    "samples": len(texts), "classes": dict(list(scored.classes.items())[:10])}
         return out, summary
