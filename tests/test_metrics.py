@@ -155,6 +155,26 @@ def test_smooth_ece_matches_relplot(n: int, kind: str) -> None:
         )
 
 
+def test_smooth_ece_matches_relplot_at_the_ends_of_the_grid() -> None:
+    # Confidences within one grid step of 0 and of 1 (the grid has >= 1001 points): the
+    # rounding onto the grid's first and last cells is what is tested.
+    rng = np.random.default_rng(21)
+    conf = np.concatenate([rng.uniform(0, 0.002, 400), rng.uniform(0.998, 1.0, 400),
+                           [0.0, 1.0], rng.uniform(0, 1, 200)])
+    corr = (rng.random(conf.size) < 0.5).astype(float)
+    for sigma in (0.003, 0.05):
+        assert smooth_ece(conf, corr, bandwidth=sigma) == pytest.approx(
+            relplot.smECE_sigma(conf, corr, sigma), abs=1e-10)
+
+
+def test_grid_position_rounds_onto_the_two_nearest_points() -> None:
+    from recal.metrics.smooth import grid_position
+
+    lower, frac = grid_position(np.array([0.0, 0.001, 0.5, 0.999, 1.0]), 11)
+    np.testing.assert_array_equal(lower, [0, 0, 5, 9, 9])
+    np.testing.assert_allclose(frac, [0.0, 0.01, 0.0, 0.99, 1.0])
+
+
 def test_smooth_ece_well_calibrated_small_bandwidth() -> None:
     rng = np.random.default_rng(11)
     conf = rng.beta(5, 2, 30000)
