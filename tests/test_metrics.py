@@ -529,3 +529,32 @@ def test_bootstrap_one_class_and_one_prediction() -> None:
     conf, corr = [0.9, 0.8, 0.3, 0.6], [1, 1, 0, 1]
     result = bootstrap("auroc", conf, corr, n_resamples=200)
     assert 0.0 <= result.low <= result.high <= 1.0
+
+
+def test_batched_bootstrap_of_mass_bins_matches_a_plain_resampling_loop() -> None:
+    """Over 400 distinct confidences the engine summarises them as ranges and cuts equal-mass
+    bins inside a range by interpolation: its bootstrap spread of ece_mass must match that of
+    resampling predictions one by one and recomputing the metric."""
+    conf, corr = make_data(3000, seed=31, kind="continuous")
+    engine = compute_all(conf, corr, n_resamples=400, seed=0)["ece_mass"]
+    rng = np.random.default_rng(5)
+    plain = []
+    for _ in range(400):
+        idx = rng.integers(0, conf.size, conf.size)
+        plain.append(binned_ece(conf[idx], corr[idx], binning="mass"))
+    assert engine.std == pytest.approx(np.std(plain, ddof=1), rel=0.2)
+
+
+def test_draw_counts_by_index_has_the_multinomial_moments() -> None:
+    from recal.metrics.resampling import draw_counts
+
+    # Mostly distinct cells (the index path): row sums are n, and each cell's count has mean
+    # count_i and variance n p (1 - p) of Multinomial(n, count / n).
+    count = np.array([1.0] * 60 + [40.0])
+    inverse = np.repeat(np.arange(count.size), count.astype(int))
+    n = int(count.sum())
+    draws = draw_counts(np.random.default_rng(0), count, inverse, 4000)
+    assert draws.shape == (4000, count.size) and (draws.sum(axis=1) == n).all()
+    p = count / n
+    assert (np.abs(draws.mean(axis=0) - count) <= 0.1 * np.sqrt(count)).all()
+    assert draws[:, -1].var() == pytest.approx(n * p[-1] * (1 - p[-1]), rel=0.1)

@@ -172,3 +172,11 @@ def test_builtin_confusions(qid: str, answer: str, correct: bool) -> None:
     question = next(q for q in load_questions("builtin") if q.id == qid)
     b = NormalizedCollapser()
     assert b.is_correct(question, b.label(question, answer)) is correct
+
+
+def test_a_raw_label_with_the_unit_the_question_names_is_graded_right() -> None:
+    # Only the bare number is a gold alias; the unit restates the question.
+    q = _q("At how many degrees Celsius does pure water boil at sea level?", "100")
+    b = NormalizedCollapser()
+    assert b.is_correct(q, "100 °C") and b.is_correct(q, "100 degrees Celsius")
+    assert not b.is_correct(q, "100 °F")

@@ -175,3 +175,11 @@ def test_another_model_or_changed_questions_are_refused(tmp_path):
             RunStore.create_or_resume(tmp_path / "run", _manifest(), other)
     # Nothing was changed by the refusals.
     assert [q.id for q in RunStore.open(tmp_path / "run").questions()] == ["q0", "q1", "q2"]
+
+
+def test_a_manifest_with_a_non_finite_number_is_refused_before_anything_is_written(tmp_path):
+    manifest = _manifest()
+    manifest["sampling"] = {**manifest["sampling"], "temperature": float("nan")}
+    with pytest.raises(ValueError, match="JSON compliant|not JSON"):
+        RunStore.create_or_resume(tmp_path / "run", manifest, QUESTIONS[:2])
+    assert not (tmp_path / "run").exists()  # the folder is not touched
