@@ -80,6 +80,9 @@ class RunStore:
             store._repair_tail()
             return store
         cls.check_folder(path, overwrite=True)
+        # Serialised first: a manifest that is not valid JSON (a NaN) is refused before the
+        # folder is touched.
+        manifest_text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n"
         path.mkdir(parents=True, exist_ok=True)
         if (path / MANIFEST).exists():  # --overwrite: what was derived from the old samples too
             _remove_derived(path)
@@ -87,8 +90,7 @@ class RunStore:
             (path / name).unlink(missing_ok=True)
         _write_atomic(path / QUESTIONS, "".join(dumps_line(q.to_dict()) for q in questions))
         (path / SAMPLES).touch()
-        _write_atomic(path / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True,
-                                                  allow_nan=False) + "\n")
+        _write_atomic(path / MANIFEST, manifest_text)
         store = cls(path, manifest)
         store._ids = {q.id for q in questions}
         return store

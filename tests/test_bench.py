@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_backend
+from conftest import make_backend, spawn_logged, wait_for_lines
 from typer.testing import CliRunner
 
 from recal.bench import BenchConfig, TransferRow, run_bench, write_bench_report
@@ -180,6 +180,18 @@ def test_transfer_fits_on_one_set_and_judges_on_the_other(scripted_two_sets):
     one, two = config.datasets
     assert (one, two, "isotonic") in pairs and (two, one, "isotonic") in pairs
     assert not any(t.method == "sampling_temperature" for t in report.transfer)  # not a map
+    rows = {(r.dataset, r.method): r for r in report.rows if r.scorer == "modal_share"}
+    for t in report.transfer:
+        # Its reference figures are the target's own rows: no repair, and the in-domain fit.
+        assert t.unrepaired == pytest.approx(rows[(t.target, "identity")].estimate("smooth_ece"))
+        assert t.in_domain == pytest.approx(rows[(t.target, t.method)].estimate("smooth_ece"))
+        # Both sets share one miscalibration (right with probability share ** 4): a map
+        # fitted on one set repairs the other, most of the in-domain gain survives.
+        if t.method == "identity":  # no repair transfers as no repair
+            assert t.transferred == pytest.approx(t.unrepaired)
+            continue
+        assert t.transferred < t.unrepaired, t
+        assert t.survival > 0.5, t
 
 
 def _scripted_bench(tmp_path: Path, powers: dict[str, float], **kw) -> tuple:
@@ -374,7 +386,6 @@ def test_a_terminated_bench_keeps_its_samples_and_their_sampling_time(tiny_model
     import signal
     import subprocess
     import sys
-    import time
 
     data = _write_set(tmp_path / "q.jsonl", "q", 60)
     out = tmp_path / "out"
@@ -382,16 +393,10 @@ def test_a_terminated_bench_keeps_its_samples_and_their_sampling_time(tiny_model
            "--dataset", str(data), "--limit", "60", "--samples", "6", "--tau-grid", "",
            "--methods", "identity", "--peers", "", "--confidence", "modal_share",
            "--no-diagrams", "--no-transfer", "--no-progress", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    samples = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = list(out.glob("runs/*/samples.jsonl"))
-        if found and found[0].read_bytes().count(b"\n") >= 5:
-            samples = found[0]
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None and samples is not None, proc.stderr.read()
+    log = tmp_path / "bench.log"
+    proc = spawn_logged(cmd, log)
+    samples = wait_for_lines(
+        proc, lambda: next(iter(out.glob("runs/*/samples.jsonl")), None), 5, log)
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     kept = samples.read_bytes().count(b"\n")
@@ -438,3 +443,42 @@ def test_a_bench_with_other_sampling_settings_never_reuses_a_stored_run(tmp_path
     assert _run_name("m", "d", questions, base) != _run_name("m", "d", other, base)
     two = {_run_name(f"http://127.0.0.1:{port}/v1", "d", questions, base) for port in (80, 81)}
     assert len(two) == 2 and all(name.startswith("127.0.0.1-") for name in two)
+
+
+class _NumericScripted(ScriptedBackend):
+    """Like ScriptedBackend, in words only a numeric B reads right: the final number is the
+    gold 42 when right ("The total is 40 + 2, so 42"), 41 when wrong."""
+
+    def generate(self, question_ids, prompts, config):
+        for record in super().generate(question_ids, prompts, config):
+            def numeric(s: Sample) -> Sample:
+                final = 42 if s.text == "a" else 41
+                return Sample(f"The total is 40 + 2, so {final}", s.token_ids, s.logprobs,
+                              s.finish_reason)
+
+            yield QuestionSamples(record.question_id, tuple(map(numeric, record.samples)),
+                                  numeric(record.greedy))
+
+
+def test_bench_with_two_models_on_gsm8k_uses_the_numeric_b(tmp_path):
+    data = tmp_path / "gsm8k.jsonl"  # the stem names the set: GSM8K's B is numeric
+    data.write_text("".join(json.dumps({"id": f"g{i}", "question": f"What is 40 + 2 ({i})?",
+                                        "answers": ["42"]}) + "\n" for i in range(300)))
+    powers = {"calibrated": 1.0, "overconfident": 6.0}
+    config = BenchConfig(models=tuple(powers), datasets=(str(data),), limit=None,
+                         sampling=SamplingConfig(n_samples=20), scorers=("modal_share",),
+                         methods=("identity", "isotonic"), peers=(), n_resamples=50,
+                         diagrams=False, out=str(tmp_path / "out"), progress=False)
+    assert config.collapse_for(str(data)) == "numeric"
+    report = run_bench(config, loader=lambda name: _NumericScripted(powers[name]))
+    rows = {(r.model, r.method): r for r in report.rows}
+    assert {m for m, _ in rows} == set(powers)
+    for model, power in powers.items():
+        # Right with probability share ** power, share uniform on 11..20 of 20: the expected
+        # accuracy is the mean of (k / 20) ** power; a normalized B would grade all wrong.
+        expected = np.mean([(k / 20) ** power for k in range(11, 21)])
+        assert rows[(model, "identity")].accuracy_before == pytest.approx(expected, abs=0.1)
+    ece = {m: rows[(m, "identity")].estimate("smooth_ece") for m in powers}
+    assert ece["overconfident"] > ece["calibrated"] + 0.1
+    # Each model has its own run: neither reused the other's samples.
+    assert len(list((tmp_path / "out").glob("runs/*/samples.jsonl"))) == 2

@@ -171,16 +171,45 @@ def test_platt_matches_sklearn_logistic_regression(truth):
                                loose.predict_proba(_logit(grid)[:, None])[:, 1], atol=1e-3)
 
 
-def test_isotonic_matches_sklearn_exactly(truth):
-    from sklearn.isotonic import IsotonicRegression
+def _pav(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted pool-adjacent-violators written out here (recal's isotonic calls scikit-learn,
+    so comparing the two would compare scikit-learn with itself): the non-decreasing fit at each
+    distinct x, ties pooled first."""
+    xs = np.unique(x)
+    blocks = [[float(np.sum(w[x == v] * y[x == v])), float(np.sum(w[x == v])), 1] for v in xs]
+    merged: list[list[float]] = []
+    for b in blocks:
+        merged.append(b)
+        while len(merged) > 1 and merged[-2][0] / merged[-2][1] > merged[-1][0] / merged[-1][1]:
+            top = merged.pop()
+            merged[-1] = [merged[-1][0] + top[0], merged[-1][1] + top[1], merged[-1][2] + top[2]]
+    fitted = np.concatenate([[sy / sw] * int(k) for sy, sw, k in merged])
+    return xs, fitted
 
+
+def test_isotonic_matches_an_independent_pool_adjacent_violators(truth):
     q, y = truth
     conf = np.round(q**3, 4)  # with ties
     weight = np.random.default_rng(3).uniform(0.5, 2.0, N)
     model = get_recalibrator("isotonic").fit(conf, y, weight)
-    reference = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(conf, y, weight)
-    probe = np.concatenate([conf, np.linspace(0, 1, 10_001), [0.0, 1.0]])
-    np.testing.assert_array_equal(model.predict_proba(probe), reference.predict(probe))
+    xs, fitted = _pav(conf, y, weight)
+    np.testing.assert_allclose(model.predict_proba(xs), fitted, atol=1e-12)
+    # Between fitted points the map interpolates linearly; outside them it is clipped.
+    mid = (xs[:-1] + xs[1:]) / 2
+    np.testing.assert_allclose(model.predict_proba(mid), (fitted[:-1] + fitted[1:]) / 2,
+                               atol=1e-12)
+    assert model.predict_proba(np.array([0.0]))[0] == pytest.approx(fitted[0])
+    assert model.predict_proba(np.array([1.0]))[0] == pytest.approx(fitted[-1])
+
+
+def test_isotonic_on_a_case_worked_by_hand():
+    # Outcomes 1 0 0 1 0 1 at 0.1 ... 0.6: the first three pool to 1/3, the next two to 1/2,
+    # the last stays 1; between points the map is linear, outside them clipped.
+    model = get_recalibrator("isotonic").fit(np.linspace(0.1, 0.6, 6),
+                                             np.array([1, 0, 0, 1, 0, 1]))
+    np.testing.assert_allclose(
+        model.predict_proba(np.array([0.05, 0.25, 0.35, 0.45, 0.55, 0.9])),
+        [1 / 3, 1 / 3, 5 / 12, 1 / 2, 3 / 4, 1.0], atol=1e-12)
 
 
 # --------------------------------------------------------------------------- structure of the maps
@@ -487,6 +516,10 @@ def test_load_malformed_content_names_file_and_key(tmp_path, edit, message):
     ("isotonic", lambda s: s.update(y_thresholds=[2.0] * len(s["y_thresholds"])),
      "key 'state.y_thresholds' must be non-decreasing within"),
     ("isotonic", lambda s: s.update(x_thresholds=[]), "must be non-empty"),
+    ("isotonic", lambda s: s.update(x_thresholds=[*s["x_thresholds"][:-1], 1.2]),
+     "key 'state.x_thresholds' must increase strictly within"),
+    ("isotonic", lambda s: s.update(x_thresholds=[-0.1, *s["x_thresholds"][1:]]),
+     "key 'state.x_thresholds' must increase strictly within"),
     ("beta", lambda s: s.update(a=-0.5), "key 'state.a' must be >= 0"),
     ("platt", lambda s: s.update(slope=[1.0]), "key 'state.slope' must be a finite number"),
     ("histogram", lambda s: s.update(values=[0.5, None]), "must hold finite numbers"),
@@ -603,3 +636,13 @@ def test_cross_val_predict_refuses_a_degenerate_set_and_names_a_degenerate_fold(
     # The identity reads no labels and is never refused.
     np.testing.assert_array_equal(
         cross_val_predict(IdentityRecalibrator(), conf, np.zeros(30), n_splits=3), conf)
+
+
+def test_find_grid_reaches_the_largest_grid_and_refuses_beyond_it():
+    from recal.calibrators._numeric import MAX_GRID, find_grid
+
+    # 1/M is a multiple of 1/m only for m = M: the search must reach MAX_GRID itself.
+    assert find_grid(np.array([1 / MAX_GRID, 1.0])) == MAX_GRID
+    assert find_grid(np.array([1 / (MAX_GRID - 1), 1.0])) == MAX_GRID - 1
+    assert find_grid(np.array([1 / (MAX_GRID + 1), 1.0])) == 0
+    assert find_grid(np.array([0.3, 0.7])) == 10

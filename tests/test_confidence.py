@@ -129,9 +129,18 @@ def test_p_true_and_verbalized_read_the_model():
 
 
 def test_model_scorers_run_on_a_real_tiny_model(tiny_chat_backend):
-    for name in ("p_true", "verbalized"):
-        p = _score(name, ["Paris", "Lyon"], backend=tiny_chat_backend)
-        assert 0.0 <= p.confidence <= 1.0
+    # What the scorers report must follow from what the model said, by their definitions.
+    p = _score("p_true", ["Paris", "Lyon"], backend=tiny_chat_backend)
+    yes, no = p.extra["p_yes"], p.extra["p_no"]
+    assert yes >= 0 and no >= 0 and yes + no <= 1 + 1e-9
+    if p.extra["unparsed"]:
+        assert yes + no == 0 and p.confidence == 0.5
+    else:
+        assert p.confidence == pytest.approx(yes / (yes + no))
+    v = _score("verbalized", ["Paris", "Lyon"], backend=tiny_chat_backend)
+    parsed = parse_verbalized(v.extra["reply"])
+    assert v.extra["unparsed"] == (parsed is None)
+    assert v.confidence == (0.5 if parsed is None else parsed)
 
 
 def test_registry_suggests_close_names():
@@ -225,3 +234,20 @@ def test_p_true_marks_a_reply_with_neither_yes_nor_no_as_unparsed():
     assert p.confidence == 0.5 and p.extra["unparsed"]
     assert unparsed_note("p_true", [p]) == "p_true: 1 of 1 replies unparsed (scored 0.5)"
     assert not _score("p_true", ["Paris"], backend=_FixedBackend(0.8)).extra["unparsed"]
+
+
+def test_classify_run_reads_a_run_in_its_question_order_and_refuses_missing_ids(tmp_path):
+    from recal.confidence import classify_run
+    from recal.runstore import RunStore
+
+    questions = [Question(f"q{i}", f"Question {i}?", ("a",)) for i in range(3)]
+    manifest = {"model": {"name": "m", "config_hash": "h"}, "style": "concise"}
+    store = RunStore.create_or_resume(tmp_path / "run", manifest, questions)
+    for q in reversed(questions[1:]):  # stored out of order; q0 never answered
+        store.append(QuestionSamples(q.id, (_sample("a"), _sample("b"), _sample("a"))))
+    collapser = get_collapser("normalized")
+    items = classify_run(store, collapser)
+    assert [it.question.id for it in items] == ["q1", "q2"]
+    assert [it.question.id for it in classify_run(store, collapser, ["q2"])] == ["q2"]
+    with pytest.raises(ValueError, match=r"no samples for 1 of the questions asked.*'q0'"):
+        classify_run(store, collapser, ["q0", "q1"])

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from conftest import refused_url, spawn_logged, wait_for_lines
 
 from recal.data.records import Question
 from recal.prompts import PromptTooLongError
@@ -137,8 +138,9 @@ def max_prompt_tokens_through_the_cli(f: Faults) -> str:
 
 
 def max_prompt_tokens_for_a_server(f: Faults) -> str:
-    return _cli(["sample", "--model", "http://127.0.0.1:9/v1", "--max-prompt-tokens", "30",
-                 "--out", str(f.root / "unused")])
+    with refused_url() as url:
+        return _cli(["sample", "--model", url, "--max-prompt-tokens", "30",
+                     "--out", str(f.root / "unused")])
 
 
 def sampling_past_its_deadline_stops(f: Faults) -> str:
@@ -506,15 +508,9 @@ def sigterm_stops_sampling_and_the_run_resumes(f: Faults) -> str:
            "--dataset", str(data), "--samples", "6", "--max-new-tokens", "60",
            "--batch-rows", "14", "--no-progress"]
     out = folder / "stopped"
-    proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    samples = out / "samples.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if samples.exists() and samples.read_bytes().count(b"\n") >= 3:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, f"the run ended before it could be stopped: {proc.stderr.read()}"
+    log = folder / "stopped.log"
+    proc = spawn_logged([*cmd, "--out", str(out)], log)
+    samples = wait_for_lines(proc, lambda: out / "samples.jsonl", 3, log)
     proc.send_signal(signal.SIGTERM)
     start = time.monotonic()
     try:
@@ -523,7 +519,7 @@ def sigterm_stops_sampling_and_the_run_resumes(f: Faults) -> str:
         proc.kill()
         raise AssertionError("recal sample still ran 5 s after SIGTERM") from None
     seconds = time.monotonic() - start
-    stderr = proc.stderr.read()
+    stderr = log.read_text(errors="replace")
     assert "Traceback" not in stderr, stderr
     kept = [json.loads(line) for line in samples.read_text().splitlines()]
     assert 3 <= len(kept) < len(questions)
@@ -569,8 +565,8 @@ def sigterm_stops_a_busy_server(f: Faults) -> str:
     script = _SERVE_SCRIPT.format(tests=str(Path(__file__).parent), port=port)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    log = f.folder() / "serve.log"
+    proc = spawn_logged([sys.executable, "-c", script], log, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -588,7 +584,7 @@ def sigterm_stops_a_busy_server(f: Faults) -> str:
             urllib.request.urlopen(request, timeout=30).read()
     threading.Thread(target=ask, daemon=True).start()
     time.sleep(1.5)  # the request is computing
-    assert proc.poll() is None, proc.stderr.read()
+    assert proc.poll() is None, log.read_text(errors="replace")
     proc.send_signal(signal.SIGTERM)
     start = time.monotonic()
     try:

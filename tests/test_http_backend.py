@@ -21,6 +21,7 @@ from recal.data.records import Question  # noqa: E402
 from recal.models import load_backend  # noqa: E402
 from recal.models.http import (  # noqa: E402
     HTTPBackend,
+    HTTPBackendError,
     HTTPConfig,
     ServerRequestError,
     ServerUnreachableError,
@@ -63,12 +64,16 @@ class FakeServer:
                 if isinstance(out, str) and out.startswith("sleep:"):
                     time.sleep(float(out.split(":")[1]))
                     status, out = fake.default(self.path, body or {}, number)
-                data = json.dumps(out).encode()
+                retry_after = "0"
+                if isinstance(out, str) and out.startswith("retry-after:"):
+                    retry_after, out = out.split(":", 1)[1], {"error": {"message": "busy"}}
+                raw = isinstance(out, str) and out.startswith("raw:")
+                data = out[4:].encode() if raw else json.dumps(out).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if raw else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 if status == 429:
-                    self.send_header("Retry-After", "0")
+                    self.send_header("Retry-After", retry_after)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -374,3 +379,119 @@ def test_replicas_must_serve_the_same_model(fake):
     b = fake(behave=other)
     with pytest.raises(Exception, match="replicas must serve the same model"):
         load_backend(f"{a.url},{b.url}")
+
+
+# --------------------------------------------------------------------------- issue 21, item 4
+
+
+def _prompts(k: int = 1):
+    from recal.prompts import build_prompt
+
+    return [build_prompt(q, chat=True) for q in QUESTIONS[:k]]
+
+
+def test_m_is_split_over_requests_of_at_most_max_n(fake):
+    server = fake(honours_n=True)
+    backend = _backend(server.url, max_n=4)
+    config = SamplingConfig(n_samples=10, greedy=False).resolved("concise", chat=True)
+    [record] = list(backend.generate(["a"], _prompts(), config))
+    assert len(record.samples) == 10
+    asked = [b.get("n", 1) for b in server.posts()[1:]]  # after the probe
+    assert sorted(asked) == [2, 4, 4]
+    # each request of the split draws with its own seed
+    assert len({b["seed"] for b in server.posts()[1:]}) == 3
+
+
+@pytest.mark.parametrize(("mode", "sample_lp", "greedy_lp"), [
+    ("greedy", False, True), ("all", True, True), ("none", False, False)])
+def test_logprob_modes_ask_for_what_they_say(fake, mode, sample_lp, greedy_lp):
+    server = fake(honours_n=True)
+    backend = _backend(server.url, logprobs=mode)
+    config = SamplingConfig(n_samples=2, greedy=True).resolved("concise", chat=True)
+    [record] = list(backend.generate(["a"], _prompts(), config))
+    posts = server.posts()[1:]
+    sampled = [b for b in posts if b["temperature"] != 0]
+    greedy = [b for b in posts if b["temperature"] == 0]
+    assert len(sampled) == 1 and len(greedy) == 1
+    assert bool(sampled[0].get("logprobs")) is sample_lp
+    assert bool(greedy[0].get("logprobs")) is greedy_lp
+    if greedy_lp:  # read from the reply (this fake sends them even unasked)
+        assert record.greedy.logprobs == (-0.25, -0.5)
+
+
+def test_a_temperature_grid_is_refused_over_http(fake):
+    backend = _backend(fake().url)
+    config = SamplingConfig(n_samples=2, tau_grid=(0.5, 1.0)).resolved("concise", chat=True)
+    with pytest.raises(ValueError, match="tau_grid .* over HTTP"):
+        list(backend.generate(["a"], _prompts(), config))
+
+
+def test_a_server_without_models_needs_the_served_model_named(fake):
+    def behave(path, body, number):
+        if path.endswith("/models"):
+            return 404, {"error": {"message": "not found"}}
+        return server.default(path, body, number)
+
+    server = fake(behave=behave)
+    with pytest.raises(ServerRequestError):
+        _backend(server.url)
+    backend = _backend(server.url, served_model="named")
+    assert backend.served_model == "named"
+    [record] = list(backend.generate(
+        ["a"], _prompts(), SamplingConfig(n_samples=2, greedy=False).resolved("concise",
+                                                                               chat=True)))
+    assert len(record.samples) == 2 and server.posts()[-1]["model"] == "named"
+
+
+def test_several_served_models_must_be_chosen_between(fake):
+    def behave(path, body, number):
+        if path.endswith("/models"):
+            return 200, {"data": [{"id": "one"}, {"id": "two"}]}
+        return server.default(path, body, number)
+
+    server = fake(behave=behave)
+    with pytest.raises(HTTPBackendError, match="serves 2 models .*one, two.*--served-model"):
+        _backend(server.url)
+    assert _backend(server.url, served_model="two").served_model == "two"
+
+
+def test_a_200_reply_that_is_not_json_is_retried_then_named(fake):
+    def behave(path, body, number):
+        if path.endswith("/completions"):
+            return 200, "raw:<html>proxy error</html>"
+        return server.default(path, body, number)
+
+    server = fake(behave=behave)
+    backend = _backend(server.url, max_retries=1)
+    with pytest.raises(ServerUnreachableError, match="status 200 with a body that is not JSON"):
+        backend.request("POST", "chat/completions", {"messages": []})
+    assert len(server.posts()) == 2
+
+
+def test_retry_after_is_waited_inside_the_retry_loop(fake):
+    def behave(path, body, number):
+        if path.endswith("/completions") and len(server.posts()) == 1:
+            return 429, "retry-after:0.6"
+        return server.default(path, body, number)
+
+    server = fake(behave=behave)
+    backend = _backend(server.url, backoff_base=0.001, backoff_max=5.0)
+    start = time.monotonic()
+    reply = backend.request("POST", "chat/completions", {"messages": []})
+    waited = time.monotonic() - start
+    assert reply["choices"] and len(server.posts()) == 2
+    assert waited >= 0.6  # the server's 0.6 s, not the 1 ms backoff
+
+
+def test_too_few_choices_for_n_is_a_clear_error(fake):
+    def behave(path, body, number):
+        status, reply = server.default(path, body, number)
+        if body.get("n", 1) > 2 and isinstance(reply, dict):
+            reply = {**reply, "choices": reply["choices"][:2]}  # honours n, but not fully
+        return status, reply
+
+    server = fake(behave=behave)
+    backend = _backend(server.url, n_mode="n")
+    config = SamplingConfig(n_samples=5, greedy=False).resolved("concise", chat=True)
+    with pytest.raises(HTTPBackendError, match="returned 2 choices for n=5.*--n-mode single"):
+        list(backend.generate(["a"], _prompts(), config))

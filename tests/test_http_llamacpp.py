@@ -9,12 +9,11 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
-from conftest import LLAMA_RUN_MAX_TOKENS, LLAMA_RUN_SAMPLES
+from conftest import LLAMA_RUN_MAX_TOKENS, LLAMA_RUN_SAMPLES, hanging_server, refused_url
 from conftest import llama_questions as _questions
 from typer.testing import CliRunner
 
 from recal.cli import app
-from recal.confidence import classify_run, get_scorer
 from recal.models import load_backend
 from recal.models.base import Backend
 from recal.models.http import HTTPBackend, HTTPConfig, ServerUnreachableError
@@ -22,7 +21,6 @@ from recal.prompts import Prompt, build_prompt
 from recal.runstore import RunStore
 from recal.samples import QuestionSamples, SamplingConfig
 from recal.sampling import sample_run
-from recal.semantic import get_collapser
 
 M = LLAMA_RUN_SAMPLES
 MAX_TOKENS = LLAMA_RUN_MAX_TOKENS
@@ -85,28 +83,6 @@ def test_p_true_reads_top_logprobs_from_the_server(llama_server):
     assert any(math.isfinite(x) and x <= 0 for x in row)
 
 
-def test_same_measurement_through_the_server_and_in_process(llama_run, local_smollm2,
-                                                           tmp_path):
-    """Modal share and accuracy agree between llama.cpp (Q4_1 weights) and transformers (the
-    same file, dequantised) within 3 paired standard errors (plus 0.05 for the quantisation)."""
-    local = sample_run(local_smollm2, llama_run.questions(),
-                       out=tmp_path / "local",
-                       config=SamplingConfig(n_samples=M, greedy=False, max_new_tokens=MAX_TOKENS),
-                       progress=False)
-    collapser = get_collapser("normalized")
-    scorer = get_scorer("modal_share")
-    served = {p.question_id: p for p in scorer.score(classify_run(llama_run, collapser),
-                                                     collapser)}
-    inproc = {p.question_id: p for p in scorer.score(classify_run(local, collapser), collapser)}
-    ids = sorted(served)
-    assert len(ids) == 12
-    for name, value in [("modal share", lambda p: p.confidence),
-                        ("accuracy", lambda p: float(p.correct))]:
-        diff = np.array([value(served[i]) - value(inproc[i]) for i in ids])
-        se = diff.std(ddof=1) / math.sqrt(len(diff))
-        assert abs(diff.mean()) <= 3 * se + 0.05, (name, diff.mean(), se)
-
-
 def test_first_token_probabilities_agree_with_the_in_process_model(llama_server,
                                                                    local_smollm2):
     """The sharper check that the server runs the same model: the log-probability of the
@@ -165,13 +141,16 @@ def test_a_killed_server_fails_clearly_and_the_run_resumes_without_resending(
     assert all(len(r.samples) == 2 for r in records.values())
 
 
-def test_a_request_slower_than_the_timeout_fails_clearly(llama_server):
-    backend = _backend(llama_server.url, timeout=0.005, max_retries=1, backoff_base=0.01)
+def test_a_request_slower_than_the_timeout_fails_clearly():
+    # A server that accepts and never answers: the timeout is certain, and no real server is
+    # left generating for a request nobody waits for.
     config = SamplingConfig(n_samples=1, greedy=False, max_new_tokens=64).resolved(
         "sentence", chat=True)
     prompt = build_prompt("Describe the sea.", style="sentence", chat=True)
-    with pytest.raises(ServerUnreachableError, match="timeout"):
-        list(backend.generate(["q"], [prompt], config))
+    with hanging_server() as url:
+        backend = _backend(url, timeout=0.3, max_retries=1, backoff_base=0.01)
+        with pytest.raises(ServerUnreachableError, match="timeout"):
+            list(backend.generate(["q"], [prompt], config))
 
 
 def test_cli_samples_through_the_server_and_reports_an_unreachable_one(llama_server, tmp_path):
@@ -184,9 +163,9 @@ def test_cli_samples_through_the_server_and_reports_an_unreachable_one(llama_ser
     manifest = RunStore.open(out).manifest
     assert manifest["model"]["backend"] == "http" and manifest["model"]["name"] == "smollm2"
     assert "api_key" not in str(manifest)
-    dead = "http://127.0.0.1:9/v1"  # the discard port: nothing listens, connection refused
-    result = runner.invoke(app, ["sample", "--model", dead, "--limit", "3", "--samples", "2",
-                                 "--out", str(tmp_path / "dead"), "--no-progress"])
+    with refused_url() as dead:  # nothing listens: connection refused
+        result = runner.invoke(app, ["sample", "--model", dead, "--limit", "3", "--samples", "2",
+                                     "--out", str(tmp_path / "dead"), "--no-progress"])
     assert result.exit_code == 2
     assert "error:" in result.output and "server is running" in result.output
 

@@ -121,3 +121,13 @@ def test_bad_interval_arguments() -> None:
         bootstrap("auroc", [0.5, 0.6], [1, 0], interval="floor")
     with pytest.raises(ValueError, match="interval must be one of"):
         compute_all([0.5], [1], interval="wide")  # type: ignore[arg-type]
+
+
+def test_percentile_bounds_are_the_central_quantiles():
+    from recal.metrics.intervals import percentile_bounds
+
+    values = np.arange(1001) / 1000.0  # its q-quantile is q exactly
+    np.testing.assert_allclose(percentile_bounds(values, 0.9), [0.05, 0.95])
+    np.testing.assert_allclose(percentile_bounds(values, 0.5), [0.25, 0.75])
+    rows = np.stack([values, 2 * values])
+    np.testing.assert_allclose(percentile_bounds(rows, 0.8, axis=1), [[0.1, 0.2], [0.9, 1.8]])

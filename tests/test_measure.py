@@ -65,6 +65,37 @@ def test_compare_collapsers_measures_the_same_samples_twice(tiny_run):
         assert "smooth_ece" in entry["metrics"]
 
 
+def _text_sample(text: str) -> Sample:
+    return Sample(text, (1,), (-0.5,), "stop")
+
+
+def test_compare_collapsers_figures_follow_from_the_classes(tmp_path):
+    """Two questions whose classes under each B are worked out by hand:
+    - gold 5, answers 5 / five / 5.0 / 6: both Bs see 5, 5, 5, 6: modal share 3/4, correct;
+    - gold Paris, answers Paris / paris / London / "The answer is 3": normalized sees paris
+      twice (share 1/2, correct); numeric sees no number three times (share 3/4, wrong)."""
+    questions = [Question("five", "What is 2 + 3?", ("5",)),
+                 Question("paris", "What is the capital of France?", ("Paris",))]
+    store = RunStore.create_or_resume(
+        tmp_path / "run", {"model": {"name": "m", "config_hash": "h"}, "style": "concise"},
+        questions)
+    store.append(QuestionSamples("five", tuple(map(_text_sample, ["5", "five", "5.0", "6"]))))
+    store.append(QuestionSamples("paris", tuple(map(_text_sample, [
+        "Paris", "paris", "London", "The answer is 3"]))))
+    out = compare_collapsers(store, ["normalized", "numeric"], n_resamples=20)
+    norm, num = out["normalized"], out["numeric"]
+    assert [p.confidence for p in norm["predictions"]] == [0.75, 0.5]
+    assert [p.correct for p in norm["predictions"]] == [True, True]
+    assert [p.confidence for p in num["predictions"]] == [0.75, 0.75]
+    assert [p.correct for p in num["predictions"]] == [True, False]
+    assert norm["metrics"]["accuracy"]["estimate"] == 1.0
+    assert num["metrics"]["accuracy"]["estimate"] == 0.5
+    assert num["delta"]["accuracy"] == -0.5 and norm["delta"]["accuracy"] == 0.0
+    assert num["delta"]["mean_confidence"] == pytest.approx(0.75 - 0.625)
+    assert (num["correct_agreement"], num["confidence_agreement"]) == (0.5, 0.5)
+    assert (norm["correct_agreement"], norm["confidence_agreement"]) == (1.0, 1.0)
+
+
 def test_measure_config_rejects_bad_settings():
     with pytest.raises(KeyError, match="did you mean 'modal_share'"):
         MeasureConfig(scorers=("modal_shares",))

@@ -338,3 +338,59 @@ def test_no_export_when_no_repair_beats_the_identity_in_cross_validation(tmp_pat
                                    detail={"selection_brier": 0.21})]
     with pytest.raises(ValueError, match="no repair beats the unrepaired confidence"):
         choose_method(report)
+
+
+def _recalibrate_flow(model_dir, data, out, export):
+    from recal.flows import DataSection, ModelSection, RecalibrateFlow
+    from recal.samples import SamplingConfig
+
+    return RecalibrateFlow(model=ModelSection(name=str(model_dir)),
+                           data=DataSection(name=str(data)), progress=False,
+                           sampling=SamplingConfig(n_samples=6, max_new_tokens=4),
+                           fit=FitConfig(n_resamples=20, methods=("identity", "platt",
+                                                                  "isotonic")),
+                           export=export, out=str(out))
+
+
+def test_recalibrate_flow_fits_chooses_and_exports(tiny_model_dir, tmp_path):
+    """The recalibrate flow end to end on the tiny model: a named method is exported as asked;
+    'best' exports the method cross-validation on the calibration split chooses, or, when no
+    repair beats no repair there, refuses with the reason and writes no scorer."""
+    from recal.confidence import classify_run
+    from recal.flows import run_recalibrate
+    from recal.repair import choose_method
+    from recal.semantic import get_collapser
+
+    def write(golds):
+        data.write_text("".join(json.dumps(Question(
+            f"k{i}", f"{'abcd'[i % 4]}{'ab'[i % 2]} {i}?", (golds[i],)).to_dict()) + "\n"
+            for i in range(60)))
+
+    # First a run to learn what the tiny model answers; then the gold of every other question
+    # is its modal answer (right), the rest get an answer it never gives (wrong).
+    data = tmp_path / "q.jsonl"
+    write(["zz"] * 60)
+    probe = run_recalibrate(_recalibrate_flow(tiny_model_dir, data, tmp_path / "probe", None))
+    modal = [it.counts()[0][0] for it in classify_run(RunStore.open(probe),
+                                                   get_collapser("normalized"))]
+    write([modal[i] if i % 2 == 0 and modal[i].strip("<>_ ") else "zz" for i in range(60)])
+    out = run_recalibrate(_recalibrate_flow(tiny_model_dir, data, tmp_path / "named", "platt"))
+    assert set(json.loads((out / "fit.json").read_text())["methods"]) >= {"identity", "platt"}
+    scorer = load_scorer(out / "scorer")
+    assert scorer.recalibrator.name == "platt"
+
+    store = RunStore.open(out)  # the same samples: "best" is judged on them
+    report = fit_methods(store, FitConfig(n_resamples=20, methods=("identity", "platt",
+                                                                   "isotonic")))
+    try:
+        best, _ = choose_method(report)
+    except ValueError as exc:
+        best, reason = None, str(exc)
+    flow = _recalibrate_flow(tiny_model_dir, data, out, "best")
+    if best is None:
+        (out / "scorer" / "scorer.json").unlink()
+        with pytest.raises(ValueError, match="no repair beats the unrepaired confidence"):
+            run_recalibrate(flow)
+        assert "no repair beats" in reason and not (out / "scorer" / "scorer.json").exists()
+    else:
+        assert load_scorer(run_recalibrate(flow) / "scorer").recalibrator.name == best

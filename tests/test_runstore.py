@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import spawn_logged, wait_for_lines
 
 from recal.data.records import Question
 from recal.runstore import RunFormatError, RunMismatchError, RunStore
@@ -112,15 +112,9 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(tiny_model_dir, tmp_path):
            "--dataset", str(data), "--samples", "6", "--max-new-tokens", "40",
            "--batch-rows", "14", "--no-progress"]
     killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
-    proc = subprocess.Popen([*cmd, "--out", str(killed_out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    samples = killed_out / "samples.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if samples.exists() and samples.read_bytes().count(b"\n") >= 5:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()}"
+    log = tmp_path / "killed.log"
+    proc = spawn_logged([*cmd, "--out", str(killed_out)], log)
+    samples = wait_for_lines(proc, lambda: killed_out / "samples.jsonl", 5, log)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     kept = samples.read_bytes().count(b"\n")
@@ -158,3 +152,34 @@ def test_a_run_that_checks_out_opens_and_reads(tiny_backend, tmp_path):
     store = RunStore.open(tmp_path)
     assert store.n_samples == CONFIG.n_samples
     assert {r.question_id for r in store} == {q.id for q in QUESTIONS[:3]}
+
+
+def _manifest(config_hash: str = "h1", name: str = "m") -> dict:
+    return {"model": {"name": name, "kind": "base", "backend": "test", "config_hash": config_hash},
+            "style": "concise", "shots": None,
+            "sampling": {"n_samples": 5, "temperature": 1.0, "max_new_tokens": 8, "greedy": False,
+                         "seed": 0, "stop_at_newline": True, "tau_grid": []}}
+
+
+def test_another_model_or_changed_questions_are_refused(tmp_path):
+    RunStore.create_or_resume(tmp_path / "run", _manifest(), QUESTIONS[:3])
+    # Other weights (config hash) under the same name: refused, the difference named.
+    with pytest.raises(RunMismatchError, match=r"model: stored .*\"h1\".*asked .*\"h2\""):
+        RunStore.create_or_resume(tmp_path / "run", _manifest("h2"), QUESTIONS[:3])
+    # The same weights under another name (a path vs a registry name): the same run.
+    RunStore.create_or_resume(tmp_path / "run", _manifest(name="/models/m"), QUESTIONS[:3])
+    # A question file whose text changed, or that lost or gained a question: refused.
+    edited = [QUESTIONS[0], Question("q1", "another text?", ("a",)), QUESTIONS[2]]
+    for other in (edited, QUESTIONS[:2], QUESTIONS[:4]):
+        with pytest.raises(RunMismatchError, match="questions: stored"):
+            RunStore.create_or_resume(tmp_path / "run", _manifest(), other)
+    # Nothing was changed by the refusals.
+    assert [q.id for q in RunStore.open(tmp_path / "run").questions()] == ["q0", "q1", "q2"]
+
+
+def test_a_manifest_with_a_non_finite_number_is_refused_before_anything_is_written(tmp_path):
+    manifest = _manifest()
+    manifest["sampling"] = {**manifest["sampling"], "temperature": float("nan")}
+    with pytest.raises(ValueError, match="JSON compliant|not JSON"):
+        RunStore.create_or_resume(tmp_path / "run", manifest, QUESTIONS[:2])
+    assert not (tmp_path / "run").exists()  # the folder is not touched

@@ -60,8 +60,15 @@ def test_every_sequence_stops_at_its_own_condition(tiny_backend):
 def test_batch_size_and_order_do_not_change_samples(tiny_backend):
     big, _, _ = _run(tiny_backend, SamplingConfig(n_samples=12, max_new_tokens=10, batch_rows=500))
     small, _, _ = _run(tiny_backend, SamplingConfig(n_samples=12, max_new_tokens=10, batch_rows=5))
-    shuffled, _, _ = _run(tiny_backend, SamplingConfig(n_samples=12, max_new_tokens=10),
-                          questions=QUESTIONS)
+    # The same questions, asked in another order under the same ids.
+    config = SamplingConfig(n_samples=12, max_new_tokens=10).resolved(
+        "concise", chat=tiny_backend.is_chat)
+    order = [3, 0, 5, 1, 4, 2]
+    shuffled = {r.question_id: r for r in tiny_backend.generate(
+        [f"q{i}" for i in order],
+        [build_prompt(QUESTIONS[i], "concise", chat=tiny_backend.is_chat) for i in order],
+        config)}
+    assert sorted(shuffled) == sorted(big)
     for qid in big:
         for a, b in zip(big[qid].samples, small[qid].samples, strict=True):
             assert a.token_ids == b.token_ids

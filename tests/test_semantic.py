@@ -67,7 +67,7 @@ FRANCE = Question("fr", "What is the capital of France?", ("Paris", "Paris, Fran
     ("2.0", "2"),
     ("-4", "-4"),
     ("\u22124", "-4"),  # the Unicode minus sign
-    ("U.S.A.", "u s"),  # "a" is an article once the dots are gone
+    ("U.S.A.", "usa"),  # a dotted abbreviation is its undotted form
     ("$1,234.00", "1234"),
     ("", ""),
     ("...", ""),
@@ -99,7 +99,7 @@ SENTENCES = [
     ("Who painted the Mona Lisa?", "The Mona Lisa was painted by Leonardo da Vinci.",
      "leonardo da vinci"),
     ("Who is the author of Harry Potter?", "J. K. Rowling is the author of Harry Potter.",
-     "j k rowling"),
+     "jk rowling"),
     ("Who was the first president of the United States?",
      "George Washington was the first President of the United States.", "george washington"),
     # symbols
@@ -163,10 +163,11 @@ def test_extraction_edge_cases() -> None:
     assert normalize_answer("I think it is Offering.", q) == "offering"
     # An answer that is all parentheses is kept; an article alone is kept.
     assert normalize_answer("(Pa.)", "What is the symbol for protactinium?") == "pa"
-    assert normalize_answer("A+", "What is the most common blood type?") == "a"
+    assert normalize_answer("A", "What is the most common blood type?") == "a"
+    assert normalize_answer("A+", "What is the most common blood type?") == "a+"
     # "by" after a number is not a passive.
     assert normalize_answer("It is 94 by 50 feet.", "How big is a basketball court?") == (
-        "94 by 50 feet")
+        "94 by 50 ft")
     assert normalize_answer("It was built by the Romans.", "Who built it?") == "romans"
 
 
@@ -498,12 +499,15 @@ def test_judge_requires_a_backend() -> None:
 
 @pytest.mark.parametrize("fixture", ["tiny_chat_backend", "tiny_backend"])
 def test_judge_runs_on_a_real_backend(fixture: str, request: pytest.FixtureRequest) -> None:
+    # The tiny models' vocabulary (letters a-l) cannot spell "yes" or "no": every reply is
+    # unparsed and read as "different", so the three meanings stay apart after three questions
+    # (Paris vs London and Lyon in one batch, then London vs Lyon).
     judge = JudgeCollapser(backend=request.getfixturevalue(fixture))
     labels = judge.collapse(FRANCE, ["Paris", "London", "Paris", "Lyon"])
-    assert len(labels) == 4 and labels[0] == labels[2] == "paris"
-    assert set(labels) <= {"paris", "london", "lyon"}
-    assert judge.generate_calls >= 1 and judge.prompts_sent >= 2
-    assert isinstance(judge.is_correct(FRANCE, labels[1]), bool)
+    assert labels == ["paris", "london", "paris", "lyon"]
+    assert (judge.generate_calls, judge.prompts_sent, judge.unparsed) == (2, 3, 3)
+    assert judge.is_correct(FRANCE, "paris") and not judge.is_correct(FRANCE, "london")
+    assert judge.prompts_sent == 3 + len(FRANCE.answers)  # London against each alias
 
 
 def test_classes_merge_what_the_grader_equates() -> None:

@@ -4,26 +4,35 @@ run on a real chat model's tokenizer, template and layers, and reload identicall
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_smollm2_or_skip
 
 from recal.data.loaders import load_questions
 from recal.runstore import RunStore
 from recal.samples import QuestionSamples, Sample
 from recal.tuning import AmortisedConfig, ConfidenceHeadConfig, load_tuned, tune
+from recal.tuning.trainer import HEAD_FILE
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from recal.models.hf import load_transformers
+    return load_smollm2_or_skip()
 
-    try:
-        return load_transformers("smollm2-135m-instruct")
-    except Exception as exc:  # noqa: BLE001 - no cached model and no package index here
-        pytest.skip(f"SmolLM2 is not available here: {exc}")
+
+def _lora_b_norm(adapter: Path) -> float:
+    """The largest |B| entry of the saved LoRA matrices: B starts at zero, so a positive value
+    means training moved the adapter."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(adapter / "adapter_model.safetensors"))
+    b = [t.abs().max().item() for k, t in tensors.items() if "lora_B" in k]
+    assert b, f"no lora_B tensor in {sorted(tensors)[:5]}"
+    return max(b)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +71,24 @@ def test_amortised_few_steps_on_smollm2_reloads_identically(smollm2, real_store,
     two = load_tuned(tmp_path / "out" / "adapter", backend=smollm2).confidence(questions)
     np.testing.assert_array_equal(one, two)
     assert ((one > 0) & (one < 1)).all()
+    # Training changed the adapter (LoRA B starts at zero); the exported adapter is the best
+    # epoch's, the untrained one when no epoch beat it on validation.
+    [last] = (tmp_path / "out").glob("**/checkpoints/last")
+    assert _lora_b_norm(last) > 0
+    exported = _lora_b_norm(tmp_path / "out" / "adapter")
+    assert (exported > 0) == (report.training.best_epoch > 0)
+    # The confidence goes through the adapter: with the trained weights in (the best epoch's
+    # head may be the untrained one, a constant prior), switching the adapter off changes it.
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    tuned = load_tuned(tmp_path / "out" / "adapter", backend=smollm2)
+    set_peft_model_state_dict(tuned.model, load_file(str(last / "adapter_model.safetensors")))
+    tuned.head.load_state_dict(load_file(str(last / HEAD_FILE)))  # the trained head too
+    on = tuned.confidence(questions)
+    with tuned.model.disable_adapter():
+        off = tuned.confidence(questions)
+    assert not np.array_equal(on, off)
 
 
 def test_confidence_head_few_steps_on_smollm2_keeps_answers(smollm2, real_store, tmp_path):
@@ -73,3 +100,5 @@ def test_confidence_head_few_steps_on_smollm2_keeps_answers(smollm2, real_store,
     assert 0 <= p <= 1
     # Two small steps with the KL regulariser barely move the model's own answers.
     assert report.extra["answer_kl_per_token"] < 0.05
+    [last] = (tmp_path / "out").glob("**/checkpoints/last")
+    assert _lora_b_norm(last) > 0  # the two steps moved the adapter

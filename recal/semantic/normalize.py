@@ -30,13 +30,31 @@ folded, possessive "'s" dropped, number words up to the thousands written as dig
 "8", "forty-two" -> "42"), thousands separators dropped ("2,125" == "2125"), decimals kept
 ("3.5", with trailing zeros removed: "3.50" -> "3.5") and a leading minus sign kept ("-4").
 Apostrophes vanish ("don't" -> "dont"); other punctuation and symbols become spaces
-("Jean-Paul" == "Jean Paul").
+("Jean-Paul" == "Jean Paul"), except the signs that carry meaning:
+
+- a run of ``+`` after a word and a ``-`` after a short symbol stay: grades and blood groups
+  ("A+" != "A" != "A-"), charges ("Fe2+" != "Fe3+", "Fe³⁺" == "Fe3+"), "C++"; blood groups
+  written out are their sign ("O negative" == "O neg" == "O-"; an upper-case letter is needed
+  for "A positive", so the article in "a positive attitude" stays an article);
+- ``#`` after a letter ("C#", "F#");
+- a percent after a number stays on it ("5%" == "5 percent" != "5");
+- a number's unit is written as its symbol, one word after the number: degrees ("100°C" ==
+  "100 degrees Celsius" == "100 °c" != "100 °f" != "100"; "90 degrees" == "90 °"), kelvins
+  ("273 k") and lengths, masses, volumes and times ("5 kilometres" == "5km" == "5 km").
+
+Dotted abbreviations are their undotted form ("U.S.A." == "USA", "J. K. Rowling" ==
+"JK Rowling"; every letter needs its dot, so "Plan B. I think" is no abbreviation).
+
+A unit the question names is a restatement: asked "in degrees Celsius", "100°C" is "100", and
+asked "what percentage", "71%" is "71".
 
 Grading (:func:`matches_gold`): a class is correct when its label equals a gold alias normalised
 the same way (both with and without extraction), or when the label *starts with* a whole alias
 and adds at most ``max_extra_tokens`` (default 2) further words, none of them a negation,
 disjunction or hedge ("paris france" matches "paris"; "not paris", "paris or london" and
 "paris not london" do not). The alias must open the label, so "new york" does not match "york".
+Added words may not be a regnal number ("napoleon iii" is not "napoleon"), nor, after a number,
+a unit other than those the question names (asked in Celsius, "100 °f" is not "100").
 
 Classes follow the grader: every answer it grades correct is one class, labelled with the first
 gold form (:func:`recal.semantic.base.merge_correct`), so "Paris", "Paris city" and "paris." are
@@ -135,12 +153,57 @@ def number_words_to_digits(text: str) -> str:
 _FOLD = str.maketrans({
     "\u2018": "'", "\u2019": "'", "\u201b": "'", "\u02bc": "'", "\u2032": "'", "`": "'",
     "\u201c": '"', "\u201d": '"', "\u2212": "-", "\u2010": "-", "\u2011": "-", "\u2012": "-",
-    "\u2013": "-", "\u2014": "-", "\u2015": "-",
+    "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u00ba": "\u00b0",  # "º" written for "°"
 })
 _ARTICLES = frozenset({"a", "an", "the"})
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _POSSESSIVE = re.compile(r"(?<=\w)'s\b")
-_TRAILING_ZEROS = re.compile(r"^(-?\d+)\.(\d*?)0+$")
+_TRAILING_ZEROS = re.compile(r"^(-?\d+)\.(\d*?)0+(%?)$")
+
+# Blood groups written out: "O negative", "AB pos", "O Rh-negative" -> "O-", "AB+". Runs before
+# case folding: a lower-case "a positive" is an article and an adjective, not a blood group.
+_BLOOD_GROUP = re.compile(
+    r"(?<![^\W_])(AB|ab|Ab|A|B|b|O|o)[ \t-]*(?:(?i:rh)[ \t-]*)?((?i:positive|negative|pos|neg))\b")
+# Dotted abbreviations: "U.S.A." == "USA", "J.K." == "J. K." == "JK"; at least two letters, each
+# with its dot (a spaced form needs every dot, so "Plan B. I think" is not an abbreviation).
+_DOTTED = re.compile(
+    r"(?<![^\W_])(?:(?:[^\W\d_]\.){1,}[^\W\d_](?![^\W_])\.?|(?:[^\W\d_]\.[ \t]){1,}[^\W\d_]\.)")
+_PERCENT = re.compile(r"(\d)\s*(?:%|per\s*cent\b)")
+# Temperatures and angles: "100°C", "100 ° C", "100 degrees Celsius", "100 celsius" -> "100 °c".
+_DEGREES = re.compile(
+    r"(\d)\s*(?:(?:°|\bdegrees?\b|\bdeg\b)\s*(?:(celsius|centigrade|c)|(fahrenheit|f)|"
+    r"(kelvin|k))?|(celsius|centigrade)|(fahrenheit)|(kelvin))(?![^\W_])")
+# Units after a number, in their symbol: "5 kilometres" == "5 km" == "5km".
+_UNIT_WORDS = {
+    "km": ("kilometre", "kilometres", "kilometer", "kilometers", "km", "kms"),
+    "m": ("metre", "metres", "meter", "meters"),
+    "cm": ("centimetre", "centimetres", "centimeter", "centimeters", "cm"),
+    "mm": ("millimetre", "millimetres", "millimeter", "millimeters", "mm"),
+    "kg": ("kilogram", "kilograms", "kilogramme", "kilogrammes", "kilo", "kilos", "kg", "kgs"),
+    "g": ("gram", "grams", "gramme", "grammes"),
+    "mg": ("milligram", "milligrams", "mg"),
+    "l": ("litre", "litres", "liter", "liters"),
+    "ml": ("millilitre", "millilitres", "milliliter", "milliliters", "ml"),
+    "s": ("second", "seconds", "sec", "secs"),
+    "min": ("minute", "minutes", "mins"),
+    "h": ("hour", "hours", "hr", "hrs"),
+    "ft": ("foot", "feet", "ft"),
+    "mi": ("mile", "miles"),
+    "mph": ("miles per hour", "mph"),
+    "kph": ("kilometres per hour", "kilometers per hour", "km/h", "kmh", "kph"),
+}
+_UNIT_OF = {word: symbol for symbol, words in _UNIT_WORDS.items() for word in words}
+_UNIT = re.compile(
+    r"(\d)[ \t]*(" + "|".join(re.escape(w) for w in sorted(_UNIT_OF, key=len, reverse=True))
+    + r")(?![^\W_])")
+# Symbols that carry meaning and survive: a sign run after a word ("A+", "C++", "Fe3+"), a
+# sharp ("C#", "F#"), a minus after a short symbol ("A-", "O-", "Cl-": not "Paris-" from a
+# dash), a percent after a digit, the degree sign.
+_KEEP_PLUS = re.compile(r"(?<=[^\W_])\++(?![^\W_])")
+_KEEP_SHARP = re.compile(r"(?<=[^\W\d_])#(?![^\W_])")
+_KEEP_MINUS = re.compile(r"(?<![^\W_])[^\W\d_]{1,2}\d*(-)(?![^\W_])")
+_KEEP_PERCENT = re.compile(r"(?<=\d)%")
+_UNIT_SYMBOLS = frozenset(_UNIT_WORDS) | {"°", "°c", "°f", "k"}
 
 
 def _strip_accents(text: str) -> str:
@@ -150,11 +213,38 @@ def _strip_accents(text: str) -> str:
     return unicodedata.normalize("NFKC", kept)
 
 
+def _blood_group(match: re.Match[str]) -> str:
+    return match.group(1) + ("+" if match.group(2).lower().startswith("pos") else "-")
+
+
+def _degrees(match: re.Match[str]) -> str:
+    groups = match.groups()
+    scale = ("c" if groups[1] or groups[4] else "f" if groups[2] or groups[5]
+             else "k" if groups[3] or groups[6] else "")
+    if scale == "k":
+        return f"{match.group(1)} k"  # kelvins take no degree sign
+    return f"{match.group(1)} °{scale}"
+
+
+def _units(text: str) -> str:
+    text = _PERCENT.sub(r"\1%", text)
+    text = _DEGREES.sub(_degrees, text)
+    return _UNIT.sub(lambda m: f"{m.group(1)} {_UNIT_OF[m.group(2)]}", text)
+
+
+def _kept_symbols(text: str) -> set[int]:
+    kept = {m_start for pattern in (_KEEP_PLUS, _KEEP_SHARP, _KEEP_PERCENT)
+            for m in pattern.finditer(text) for m_start in range(m.start(), m.end())}
+    kept.update(m.start(1) for m in _KEEP_MINUS.finditer(text))
+    return kept
+
+
 def _drop_punctuation(text: str) -> str:
     out: list[str] = []
     n = len(text)
+    kept = _kept_symbols(text)
     for i, c in enumerate(text):
-        if c.isalnum() or c.isspace():
+        if c.isalnum() or c.isspace() or c == "°" or i in kept:
             out.append(c)
             continue
         prev_c = text[i - 1] if i else ""
@@ -175,8 +265,11 @@ def _drop_punctuation(text: str) -> str:
 def _canonical_number(token: str) -> str:
     match = _TRAILING_ZEROS.match(token)
     if match:
-        token = match.group(1) + ("." + match.group(2) if match.group(2) else "")
-    return "0" if token == "-0" else token
+        token = (match.group(1) + ("." + match.group(2) if match.group(2) else "")
+                 + match.group(3))
+    if token in ("-0", "-0%"):
+        return token[1:]
+    return token
 
 
 def normalize_text(text: str) -> str:
@@ -185,13 +278,33 @@ def normalize_text(text: str) -> str:
     ``normalize_text("The  Eiffel-Tower!")`` is ``"eiffel tower"``; it is idempotent.
     """
     s = unicodedata.normalize("NFKC", text).translate(_FOLD)
+    s = _BLOOD_GROUP.sub(_blood_group, s)
+    s = _DOTTED.sub(lambda m: re.sub(r"[.\s]", "", m.group(0)), s)
     s = _POSSESSIVE.sub("", _strip_accents(s).casefold())
     s = _THOUSANDS.sub("", s)
     s = number_words_to_digits(s)
+    s = _units(s)
     s = _drop_punctuation(s)
     words = s.split()
     tokens = [_canonical_number(t) for t in words if t not in _ARTICLES]
     return " ".join(tokens or words)  # "A" (a grade, a blood type) alone stays
+
+
+def _question_units(question_tokens: Sequence[str]) -> set[str]:
+    """The unit symbols a question names ("in degrees Celsius" -> {"°", "°c"}, "what
+    percentage" -> {"%"}): an answer's unit that the question names restates it."""
+    units: set[str] = set()
+    text = " ".join(question_tokens)
+    for word, symbol in _UNIT_OF.items():
+        if re.search(rf"(?<![^\W_]){re.escape(word)}(?![^\W_])", text):
+            units.add(symbol)
+    named = ((("degree", "degrees", "°"), "°"), (("celsius", "centigrade", "°c"), "°c"),
+             (("fahrenheit", "°f"), "°f"), (("kelvin", "kelvins"), "k"),
+             (("percent", "percentage", "%"), "%"))
+    for words, symbol in named:
+        if any(w in question_tokens for w in words):
+            units.add(symbol)
+    return units
 
 
 # --------------------------------------------------------------------------- extraction
@@ -269,12 +382,15 @@ def _first_sentence(span: str) -> str:
         return span[:match.start()]
 
 
-def _strip_restatement(tokens: list[str], question_tokens: Iterable[str]) -> list[str]:
+def _strip_restatement(tokens: list[str], question_tokens: Sequence[str]) -> list[str]:
     stems = {_stem(t) for t in question_tokens}
     content = {_stem(t) for t in question_tokens if t not in _QUESTION_FUNCTION_WORDS}
+    units = _question_units(question_tokens)
+    if "%" in units:  # "What percentage ...?": "71%" and "71" say the same
+        tokens = [t[:-1] if t.endswith("%") and _is_number(t[:-1]) else t for t in tokens]
 
     def is_q(tok: str) -> bool:
-        return tok in _FILLER or _stem(tok) in stems
+        return tok in _FILLER or _stem(tok) in stems or tok in units
 
     def trim(toks: list[str], is_q: Callable[[str], bool] = is_q) -> list[str]:
         start, saw_copula = 0, False
@@ -369,14 +485,18 @@ def _gold_forms(question: str, answers: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(forms)
 
 
-def matches_gold(label: str, forms: Iterable[str], *, max_extra_tokens: int = 2) -> bool:
+def matches_gold(label: str, forms: Iterable[str], *, max_extra_tokens: int = 2,
+                 other_units: Iterable[str] = ()) -> bool:
     """Whether a normalised ``label`` matches one of the normalised gold ``forms``.
 
     True when the label equals a form, or begins with all of a form's words and adds at most
     ``max_extra_tokens`` words after them, none of them a negation, disjunction or hedge ("not",
     "or", "but", "maybe", ...) and, after a numeric form, not a number ("5 6" does not match
-    "5"). ``""`` never matches.
+    "5"), nor a regnal number ("napoleon iii" does not match "napoleon"). After a numeric form,
+    no word of ``other_units`` may follow either (asked in degrees Celsius, "100 °f" does not
+    match "100"). ``""`` never matches.
     """
+    rejected = frozenset(other_units)
     words = label.split()
     if not words:
         return False
@@ -389,24 +509,33 @@ def matches_gold(label: str, forms: Iterable[str], *, max_extra_tokens: int = 2)
         extra = words[len(gold):]
         if (words[:len(gold)] == gold and 0 < len(extra) <= max_extra_tokens
                 and not any(w in _BLOCKERS for w in extra)
-                and not (_is_number(gold[-1]) and _is_number(extra[0]))):
+                and not (_is_number(gold[-1]) and _is_number(extra[0]))
+                and not (_is_number(gold[-1]) and rejected.intersection(extra))
+                and not _REGNAL.fullmatch(extra[0])):
             return True
     return False
 
 
-def grade_reason(label: str, forms: Sequence[str], *, max_extra_tokens: int = 2) -> str:
+def grade_reason(label: str, forms: Sequence[str], *, max_extra_tokens: int = 2,
+                 other_units: Iterable[str] = ()) -> str:
     """In words, why :func:`matches_gold` accepts or refuses ``label`` against ``forms``: "equals
     gold 'paris'", "starts with gold 'paris' (+1 word)", "matches no gold form ('paris')" or
     "no answer"."""
     if not label.split():
         return "no answer"
     for form in forms:
-        if matches_gold(label, [form], max_extra_tokens=max_extra_tokens):
+        if matches_gold(label, [form], max_extra_tokens=max_extra_tokens,
+                        other_units=other_units):
             extra = len(label.split()) - len(form.split())
             return (f"equals gold {form!r}" if extra == 0 else
                     f"starts with gold {form!r} (+{extra} word{'s' if extra > 1 else ''})")
     shown = ", ".join(repr(f) for f in forms) or "none"
     return f"matches no gold form ({shown})"
+
+
+# A regnal number names another person: "napoleon iii" is not "napoleon" (nor "napoleon i"). "i"
+# alone is left out: it is also the pronoun.
+_REGNAL = re.compile(r"(?:ii|iii|iv|v|vi|vii|viii|ix|x|xi|xii|xiii|xiv|xv|xvi)")
 
 
 def _is_number(token: str) -> bool:
@@ -453,18 +582,30 @@ class NormalizedCollapser(Collapser):
         return merge_correct(spans, lambda s: self.is_correct(question, s), forms[0])
 
     def is_correct(self, question: Question, label: str) -> bool:
+        # A unit the question names has been stripped from the label as a restatement; any
+        # other unit after a number contradicts the question ("100 °f" asked in Celsius).
         return matches_gold(normalize_text(label), self._forms(question),
-                            max_extra_tokens=self.max_extra_tokens)
+                            max_extra_tokens=self.max_extra_tokens,
+                            other_units=_other_units(question))
 
     def explain(self, question: Question, texts: Sequence[str]) -> list[tuple[str, str]]:
         """Per text, its normalised answer span and :func:`grade_reason` for it."""
         forms = self._forms(question)
+        other = _other_units(question)
         reasons: dict[str, str] = {}
         out = []
         for text in texts:
             span = self._span(question, text)
             if span not in reasons:
                 reasons[span] = grade_reason(normalize_text(span), forms,
-                                             max_extra_tokens=self.max_extra_tokens)
+                                             max_extra_tokens=self.max_extra_tokens,
+                                             other_units=other)
             out.append((span, reasons[span]))
         return out
+
+
+def _other_units(question: Question) -> frozenset[str]:
+    """The units that contradict the question: when it names a unit, every other one (asked in
+    Celsius, "100 °f" is not "100"); when it names none, none."""
+    named = _question_units(normalize_text(question.question).split())
+    return frozenset(_UNIT_SYMBOLS - named) if named else frozenset()
