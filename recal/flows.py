@@ -303,7 +303,9 @@ def measure_stored(store: Any, config: MeasureConfig, report: str | Path, *,
 
 def run_recalibrate(flow: RecalibrateFlow) -> Path:
     from recal.repair import choose_method, export_scorer, fit_methods
+    from recal.scorer_format import signing_key
 
+    key = signing_key()  # a bad key is refused before any work
     out = Path(flow.out)
     store, _ = sample_model(flow, out)
     report = fit_methods(store, flow.fit)
@@ -315,7 +317,8 @@ def run_recalibrate(flow: RecalibrateFlow) -> Path:
     method, selection = flow.export, None
     if method == "best":  # chosen on the calibration split alone; the held-out split judges it
         method, selection = choose_method(report)
-    export_scorer(store, method, flow.fit, selection=selection).save(out / "scorer")
+    export_scorer(store, method, flow.fit, selection=selection).save(
+        out / "scorer", key=key)  # signed when $RECAL_SIGNING_KEY is set
     return out
 
 
