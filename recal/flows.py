@@ -33,6 +33,7 @@ from recal.models.packaged import DEFAULT_MODEL
 from recal.registry import Registry
 from recal.repair import FitConfig
 from recal.samples import SamplingConfig
+from recal.strict_json import finite_json
 from recal.synthetic.experiment import SynthConfig
 
 __all__ = ["FlowSpec", "FLOWS", "SampledFlow", "MeasureFlow", "RecalibrateFlow", "SynthFlow",
@@ -160,20 +161,6 @@ class FlowSpec:
 
 
 FLOWS: Registry[FlowSpec] = Registry("flow")
-
-
-def finite_json(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by None, so that it is written as
-    strict JSON (``null`` for undefined) that every parser reads."""
-    import math
-
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_json(v) for v in value]
-    return value
 
 
 def default_run_folder(model: str, dataset: str, style: str, samples: int,
@@ -316,7 +303,9 @@ def measure_stored(store: Any, config: MeasureConfig, report: str | Path, *,
 
 def run_recalibrate(flow: RecalibrateFlow) -> Path:
     from recal.repair import choose_method, export_scorer, fit_methods
+    from recal.scorer_format import signing_key
 
+    key = signing_key()  # a bad key is refused before any work
     out = Path(flow.out)
     store, _ = sample_model(flow, out)
     report = fit_methods(store, flow.fit)
@@ -328,7 +317,8 @@ def run_recalibrate(flow: RecalibrateFlow) -> Path:
     method, selection = flow.export, None
     if method == "best":  # chosen on the calibration split alone; the held-out split judges it
         method, selection = choose_method(report)
-    export_scorer(store, method, flow.fit, selection=selection).save(out / "scorer")
+    export_scorer(store, method, flow.fit, selection=selection).save(
+        out / "scorer", key=key)  # signed when $RECAL_SIGNING_KEY is set
     return out
 
 
@@ -399,18 +389,20 @@ def confidence_service(scorer: str | Path, *, upstream: str | None = None,
                        served_model: str | None = None, api_key: str | None = None,
                        concurrency: int = 8, allow_model_mismatch: bool = False,
                        warn: Callable[[str], None] | None = None,
-                       max_prompt_tokens: int | None = None) -> Any:
+                       max_prompt_tokens: int | None = None,
+                       signing_key: bytes | None = None) -> Any:
     """The :class:`recal.serve.ConfidenceService` of ``recal serve``: the exported scorer folder
     ``scorer`` in front of ``upstream`` (default: the model the scorer was fitted on, or its
     server). With ``allow_model_mismatch`` a different upstream model is served after ``warn``
     hears why it differs; otherwise it is refused. ``max_prompt_tokens`` caps the prompts of an
-    in-process upstream (default: its context less the answer's room)."""
+    in-process upstream (default: its context less the answer's room). With ``signing_key`` a
+    scorer that is unsigned or not signed with it is refused before the model loads."""
     from recal.models import load_backend
     from recal.scorer import load_scorer
     from recal.serve import ConfidenceService
     from recal.serve.scoring import ModelMismatchError
 
-    artifact = load_scorer(scorer)
+    artifact = load_scorer(scorer, key=signing_key)
     over_http = artifact.model.get("backend") == "http"
     model = upstream or artifact.model["source" if over_http else "name"]
     served = served_model or (artifact.model["name"] if upstream is None and over_http else None)

@@ -11,6 +11,7 @@ uses the helpers here, so the rule is stated once.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,38 @@ def first_line(text: str) -> str:
 
 
 def dumps_line(value: Any) -> str:
-    """One JSON Lines record: compact JSON, non-ASCII kept raw, ending in ``"\\n"``.
+    """One JSON Lines record: compact strict JSON, non-ASCII kept raw, ending in ``"\\n"``.
 
     JSON escapes every control character below U+0020, so ``"\\n"`` can only be the record's end.
+    A NaN or infinite number (which strict JSON cannot hold, and other readers refuse) raises
+    ``ValueError`` naming where it is, before anything is written.
     """
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) + NEWLINE
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False) + NEWLINE
+    except ValueError:
+        found = _first_non_finite(value)
+        if found is None:
+            raise
+        where, number = found
+        raise ValueError(f"a record to write holds {number!r} at {where}: JSON has no NaN or "
+                         "infinity (an undefined number is written as None)") from None
+
+
+def _first_non_finite(value: Any) -> tuple[str, float] | None:
+    """(``path``, number) of the first NaN or infinity in ``value`` (``samples[0].logprobs[2]``)."""
+    stack: list[tuple[str, Any]] = [("the top", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return path, item
+        prefix = "" if path == "the top" else path
+        if isinstance(item, dict):
+            stack.extend((f"{prefix}.{k}" if prefix else str(k), v)
+                         for k, v in reversed(list(item.items())))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{prefix}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+    return None
 
 
 def read_text_lines(data: bytes) -> Iterator[tuple[int, str]]:

@@ -3,10 +3,14 @@
 A scorer folder holds one file, ``scorer.json``: the schema version, recal's version, the fitted
 recalibrator's parameters, the collapsing function, the confidence scorer, the prompt style, the
 sampling settings, the model's identity (with a hash of its config) and the metrics on the
-calibration and held-out splits; and ``content_sha256``, a hash of all of that, so that a file
-changed by hand or damaged in transit is refused rather than trusted. Loading reads JSON only
-(never pickle) and imports neither torch nor scikit-learn: the post-hoc map alone loads in a few
-milliseconds. :meth:`CalibratedScorer.score` loads the model through its backend on first use.
+calibration and held-out splits (strict JSON: an undefined metric is ``null``); and
+``content_sha256``, a hash of all of that, so that a file damaged in transit or changed by hand
+without recomputing it is refused rather than trusted. The hash proves nothing about who wrote
+the file (anyone can recompute it); a signing key does (``signature.json``, see
+:mod:`recal.scorer_format`, which also checks every field's type and range on loading). Loading
+reads JSON only (never pickle) and imports neither torch nor scikit-learn: the post-hoc map alone
+loads in a few milliseconds. :meth:`CalibratedScorer.score` loads the model through its backend
+on first use.
 
 A scorer from ``recal tune`` also references a LoRA adapter folder (``adapter``: the tuning
 method, the folder relative to the scorer's, and ``sha256``, a hash of every file in it). Such a
@@ -29,21 +33,27 @@ from pathlib import Path
 from typing import Any
 
 from recal import __version__
-from recal.calibrators.base import Recalibrator
+from recal.calibrators.base import Recalibrator, recalibrator_from_dict
 from recal.data.records import Question
 from recal.models.base import Backend
 from recal.samples import QuestionSamples, Sample, SamplingConfig
+from recal.scorer_format import (
+    SIGNATURE_FILE,
+    ScorerFormatError,
+    ScorerSignatureError,
+    check_document,
+    read_document,
+    verify_signature,
+    write_signature,
+)
+from recal.strict_json import finite_json
 
-__all__ = ["CalibratedScorer", "ScoredAnswer", "RunScore", "ScorerFormatError", "load_scorer",
-           "SCORER_SCHEMA", "AdapterRef", "folder_sha256"]
+__all__ = ["CalibratedScorer", "ScoredAnswer", "RunScore", "ScorerFormatError",
+           "ScorerSignatureError", "load_scorer", "SCORER_SCHEMA", "AdapterRef", "folder_sha256"]
 
 SCORER_SCHEMA = 2
 _PLAIN_SCHEMA = 1  # what a scorer without an adapter is written as (older recal reads it)
 FILENAME = "scorer.json"
-
-
-class ScorerFormatError(ValueError):
-    """A scorer file is damaged, changed by hand, or from a newer recal."""
 
 
 @dataclass(frozen=True)
@@ -277,14 +287,16 @@ class CalibratedScorer:
             doc["adapter"] = self.adapter.to_dict()
         if self.abstention is not None:
             doc["abstention"] = self.abstention
+        doc = finite_json(doc)  # strict JSON: an undefined metric is null
         doc["content_sha256"] = _digest(doc)
         return doc
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``path/scorer.json`` (data only) and return the folder.
+    def save(self, path: str | os.PathLike[str], *, key: bytes | str | None = None) -> Path:
+        """Write ``path/scorer.json`` (data only) and return the folder; with a signing ``key``
+        (at least 16 bytes) also ``path/signature.json``, its HMAC-SHA256.
 
         An adapter outside the folder is copied into ``path/adapter`` first, so that the folder
-        is complete on its own.
+        is complete on its own. Saving without a key removes an older signature.
         """
         import shutil
 
@@ -301,29 +313,36 @@ class CalibratedScorer:
             rel = (source.relative_to(folder.resolve()).as_posix() if inside else "adapter")
             self.adapter = AdapterRef(self.adapter.method, rel, self.adapter.sha256)
         self.folder = folder
+        doc = self.to_dict()
         tmp = folder / (FILENAME + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n",
+                       encoding="utf-8")
+        (folder / SIGNATURE_FILE).unlink(missing_ok=True)  # never beside a file it did not sign
         tmp.replace(folder / FILENAME)
+        if key is not None:
+            write_signature(folder, doc, key)
         return folder
 
 
-def load_scorer(path: str | os.PathLike[str], *, backend: Backend | None = None
-                ) -> CalibratedScorer:
-    """Load an exported scorer folder (or its ``scorer.json``). Reads data only."""
+def load_scorer(path: str | os.PathLike[str], *, backend: Backend | None = None,
+                key: bytes | str | None = None) -> CalibratedScorer:
+    """Load an exported scorer folder (or its ``scorer.json``). Reads data only.
+
+    The file is read as strict JSON and every field is checked (type and range); a problem is a
+    :class:`ScorerFormatError` naming the file and the key. With a signing ``key`` a scorer that
+    is unsigned, or signed with another key or changed since, is refused
+    (:class:`ScorerSignatureError`) before any field is used.
+    """
     file = Path(path)
     if file.is_dir():
         file = file / FILENAME
-    if not file.exists():
+    if not file.is_file():
         raise FileNotFoundError(f"{file} does not exist: export a scorer with `recal export`")
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ScorerFormatError(f"{file} is not valid JSON ({exc}): the file is damaged") from None
-    if not isinstance(doc, dict):
-        raise ScorerFormatError(f"{file} does not hold a scorer (a JSON object)")
+    doc = read_document(file)
     schema = doc.get("schema")
-    if not isinstance(schema, int):
-        raise ScorerFormatError(f"{file} has no integer 'schema': not a recal scorer file")
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+        raise ScorerFormatError(f"{file}: key 'schema' must be a positive integer, got "
+                                f"{schema!r}: not a recal scorer file")
     if schema > SCORER_SCHEMA:
         raise ScorerFormatError(f"{file} has schema {schema}, written by recal "
                                 f"{doc.get('recal_version')}; this recal ({__version__}) reads "
@@ -331,13 +350,18 @@ def load_scorer(path: str | os.PathLike[str], *, backend: Backend | None = None
     if doc.get("content_sha256") != _digest(doc):
         raise ScorerFormatError(f"{file} does not match its content_sha256: it was changed "
                                 "after export or damaged; export it again")
+    if key is not None:
+        verify_signature(file, doc, key)
+    check_document(file, doc)
+    try:
+        recalibrator = recalibrator_from_dict(doc["recalibrator"], f"{file} (recalibrator)",
+                                              stacklevel=3)
+    except ValueError as exc:
+        raise ScorerFormatError(str(exc)) from None
     adapter = None
     if doc.get("adapter") is not None:
-        try:
-            adapter = AdapterRef(str(doc["adapter"]["method"]), str(doc["adapter"]["path"]),
-                                 str(doc["adapter"]["sha256"]))
-        except (KeyError, TypeError) as exc:
-            raise ScorerFormatError(f"{file}: the adapter entry lacks {exc}") from None
+        adapter = AdapterRef(doc["adapter"]["method"], doc["adapter"]["path"],
+                             doc["adapter"]["sha256"])
         folder = _confined_adapter(file, adapter.path)
         if not folder.is_dir():
             raise ScorerFormatError(f"{file} references the adapter folder {folder}, which does "
@@ -345,15 +369,11 @@ def load_scorer(path: str | os.PathLike[str], *, backend: Backend | None = None
         if folder_sha256(folder) != adapter.sha256:
             raise ScorerFormatError(f"the adapter folder {folder} does not match the sha256 in "
                                     f"{file}: it was changed or damaged; export it again")
-    try:
-        return CalibratedScorer(
-            recalibrator=Recalibrator.from_dict(doc["recalibrator"]),
-            collapse=doc["collapse"]["name"], collapse_options=dict(doc["collapse"]["options"]),
-            scorer=doc["scorer"], style=doc["prompt"]["style"], shots=doc["prompt"]["shots"],
-            sampling=dict(doc["sampling"]), model=dict(doc["model"]),
-            metrics=dict(doc.get("metrics") or {}), backend=backend, adapter=adapter,
-            abstention=(dict(doc["abstention"]) if isinstance(doc.get("abstention"), dict)
-                        else None), folder=file.parent)
-    except (KeyError, TypeError) as exc:
-        raise ScorerFormatError(f"{file} lacks the key {exc} a scorer needs") from None
-
+    return CalibratedScorer(
+        recalibrator=recalibrator,
+        collapse=doc["collapse"]["name"], collapse_options=dict(doc["collapse"]["options"]),
+        scorer=doc["scorer"], style=doc["prompt"]["style"], shots=doc["prompt"].get("shots"),
+        sampling=dict(doc["sampling"]), model=dict(doc["model"]),
+        metrics=dict(doc.get("metrics") or {}), backend=backend, adapter=adapter,
+        abstention=(dict(doc["abstention"]) if doc.get("abstention") is not None else None),
+        folder=file.parent)

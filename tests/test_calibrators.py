@@ -3,7 +3,9 @@ cases, JSON save/load and the splitting helpers."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import pickle
 import re
 import subprocess
 import sys
@@ -14,6 +16,8 @@ import pytest
 
 from recal import __version__
 from recal.calibrators import (
+    MIN_CLASS_SIZE,
+    MIN_RELIABLE_SIZE,
     RECALIBRATORS,
     SCHEMA,
     BetaCalibration,
@@ -352,6 +356,103 @@ def test_tiny_calibration_sets_warn(name):
         model = get_recalibrator(name).fit([0.2, 0.4, 0.6, 0.9, 0.7], [0, 1, 0, 1, 1])
     out = model.predict_proba(np.linspace(0, 1, 11))
     assert np.all((out >= 0) & (out <= 1))
+
+
+STEEP = ["temperature", "platt", "isotonic", "beta"]  # maximum-likelihood maps: 0 and 1
+
+
+@pytest.mark.parametrize("n_wrong", [2, 3, 4])
+@pytest.mark.parametrize("name", LEARNED)
+def test_a_few_separable_predictions_are_refused_by_the_steep_maps(name, n_wrong):
+    # every wrong answer below every right one: no finite maximum-likelihood map exists
+    conf = np.r_[np.linspace(0.1, 0.3, n_wrong), np.linspace(0.7, 0.9, 5)]
+    corr = np.r_[np.zeros(n_wrong), np.ones(5)]
+    assert conf.size < MIN_RELIABLE_SIZE
+    if name in STEEP:
+        with pytest.raises(DegenerateSplitError, match=(
+                rf"not fitted: on the calibration split \({conf.size} questions\) the confidence "
+                rf"separates the 5 correct from the {n_wrong} wrong answers, so {name} would map "
+                rf"them to 0 and 1; it needs at least 10")) as info:
+            get_recalibrator(name).fit(conf, corr)
+        assert info.value.separable and info.value.n == conf.size
+        assert pickle.loads(pickle.dumps(info.value)).args == info.value.args
+        # one overlapping pair (a wrong answer above a right one) is fitted, with a warning
+        overlap = corr.copy()
+        overlap[[0, -1]] = 1.0 - overlap[[0, -1]]
+        with pytest.warns(CalibrationWarning, match="fewer than 10"):
+            get_recalibrator(name).fit(conf, overlap)
+    else:
+        # histogram binning: 10 bins for fewer than 10 distinct confidences, one answer a bin;
+        # each bin's one answer y is pulled toward the rate r of right answers by one
+        # pseudo-answer (prior_strength 1): (y + r) / 2, never 0 or 1
+        rate = 5 / (5 + n_wrong)
+        out = _quiet_fit(name, conf, corr).predict_proba([0.0, 0.2, 0.8, 1.0])
+        np.testing.assert_allclose(out, [rate / 2, rate / 2, (1 + rate) / 2, (1 + rate) / 2])
+
+
+@pytest.mark.parametrize("name", STEEP)
+def test_ten_separable_predictions_are_fitted(name):
+    conf = np.linspace(0.05, 0.95, 10)
+    corr = (conf > 0.5).astype(float)
+    out = get_recalibrator(name).fit(conf, corr).predict_proba(conf)
+    assert np.all(np.isfinite(out)) and np.all(np.diff(out) >= 0)
+
+
+def test_a_separable_training_fold_is_named_in_cross_fitting():
+    conf = np.r_[0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]
+    corr = (conf > 0.5).astype(float)
+    with pytest.raises(DegenerateSplitError, match=r"on the training part of fold 1 of 2 \(4 "
+                       r"questions\) the confidence separates") as info:
+        cross_val_predict(PlattScaling(), conf, corr, n_splits=2)
+    assert info.value.separable
+
+
+def _tiny_sets():
+    """Every labelling of 1 to 5 predictions, at distinct, tied, constant and end-point
+    confidences."""
+    levels = {"distinct": [0.15, 0.35, 0.55, 0.75, 0.95], "ties": [0.3, 0.3, 0.7, 0.7, 0.7],
+              "constant": [0.6] * 5, "ends": [0.0, 1.0, 0.0, 1.0, 0.5],
+              "grid": [0.2, 0.4, 0.6, 0.8, 1.0]}
+    for n in range(1, 6):
+        for labels in itertools.product([0.0, 1.0], repeat=n):
+            for kind, conf in levels.items():
+                yield kind, np.array(conf[:n]), np.array(labels)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_tiny_sets_are_refused_or_give_finite_probabilities(name):
+    refused = 0
+    for kind, conf, corr in _tiny_sets():
+        n_correct = int(corr.sum())
+        few = min(n_correct, conf.size - n_correct) < MIN_CLASS_SIZE
+        separable = not few and conf[corr == 0].max() < conf[corr == 1].min()
+        must_refuse = name != "identity" and (few or (separable and name in STEEP))
+        try:
+            model = _quiet_fit(name, conf, corr)
+        except DegenerateSplitError:
+            assert must_refuse, (kind, conf, corr)
+            refused += 1
+            continue
+        assert not must_refuse, (kind, conf, corr)
+        out = model.predict_proba(np.linspace(0, 1, 21))
+        assert np.all(np.isfinite(out)) and np.all((out >= 0) & (out <= 1)), (kind, conf, corr)
+        if name == "identity":
+            np.testing.assert_array_equal(out, np.linspace(0, 1, 21))
+        elif kind == "constant":  # documented: the observed accuracy (temperature: 1/2 side)
+            expected = n_correct / conf.size
+            if name == "temperature" and expected <= 0.5:
+                assert out[12] == pytest.approx(0.5, abs=0.01)  # T at its bound
+            else:
+                assert out[12] == pytest.approx(expected, abs=1e-5)  # the ridge moves it
+    # 62 labellings of 1 to 5 answers x 5 confidence patterns; 2 + 4 + 8 + 10 + 12 = 36
+    # labellings have fewer than 2 of a class (n = 4: all but the 6 with 2 of each; n = 5: the
+    # 2 + 10 with 0 or 1 of a class), refused by every learned map
+    if name == "identity":
+        assert refused == 0
+    elif name == "histogram":
+        assert refused == 36 * 5
+    else:
+        assert refused > 36 * 5
 
 
 @pytest.mark.parametrize("name", LEARNED)

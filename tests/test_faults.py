@@ -70,7 +70,7 @@ def _raises(exc_type: type[BaseException] | tuple[type[BaseException], ...],
     raise AssertionError(f"no {exc_type} raised")
 
 
-def _cli(args: list[str]) -> str:
+def _cli(args: list[str], env: dict[str, str] | None = None) -> str:
     """``recal ARGS`` in process: exit code 2 and exactly one line on stderr, no traceback."""
     from typer.testing import CliRunner
 
@@ -78,7 +78,7 @@ def _cli(args: list[str]) -> str:
 
     with warnings.catch_warnings():  # a library's warning is not the error line
         warnings.simplefilter("ignore")
-        result = CliRunner().invoke(app, args)
+        result = CliRunner().invoke(app, args, env=env)
     output = result.output
     assert result.exit_code == 2, (result.exit_code, output, result.exception)
     lines = [line for line in output.splitlines()
@@ -416,6 +416,86 @@ def serve_open_host_through_the_cli(f: Faults) -> str:
     return _cli(["serve", "--host", "0.0.0.0", "--scorer", str(f.root / "no-scorer")])
 
 
+# --------------------------------------------------------------------------- scorer artifacts
+
+SIGNING_KEY = "fault-suite-signing-key-0123"
+
+
+def _exported_scorer(f: Faults, env: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """A run of the tiny model and an identity scorer exported from it (the tiny model answers
+    nothing right, so no map that reads the labels can be fitted)."""
+    from typer.testing import CliRunner
+
+    from recal.cli import app
+
+    store = f.run(questions=[Question(f"e{i}", f"{'abcd'[i % 4]} {i}?", ("a",))
+                             for i in range(24)])
+    out = store.path.parent / "scorer"
+    result = CliRunner().invoke(app, ["export", str(store.path), "--method", "identity",
+                                      "--out", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    return store.path, out
+
+
+def _edit_scorer(folder: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
+    """Edit scorer.json as a careful hand would: the content hash recomputed."""
+    import hashlib
+
+    file = folder / "scorer.json"
+    doc = json.loads(file.read_text())
+    edit(doc)
+    body = {k: v for k, v in doc.items() if k != "content_sha256"}
+    doc["content_sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    file.write_text(json.dumps(doc))
+
+
+def export_sign_key_env_unset(f: Faults) -> str:
+    store = f.run()
+    out = store.path.parent / "scorer"
+    message = _cli(["export", str(store.path), "--method", "identity", "--out", str(out),
+                    "--sign-key-env", "RECAL_NO_SUCH_KEY"], env={"RECAL_NO_SUCH_KEY": ""})
+    assert not out.exists()  # refused before any work
+    return message
+
+
+def apply_unsigned_scorer_with_a_key(f: Faults) -> str:
+    run, scorer = _exported_scorer(f, env={"RECAL_SIGNING_KEY": ""})
+    message = _cli(["apply", str(run), "--scorer", str(scorer)],
+                   env={"RECAL_SIGNING_KEY": SIGNING_KEY})
+    assert not (run / "calibrated.jsonl").exists()
+    return message
+
+
+def serve_tampered_signed_scorer(f: Faults) -> str:
+    env = {"RECAL_SIGNING_KEY": SIGNING_KEY}
+    _, scorer = _exported_scorer(f, env=env)
+    assert (scorer / "signature.json").is_file()
+    _edit_scorer(scorer, lambda doc: doc["sampling"].update(n_samples=1))
+    return _cli(["serve", "--scorer", str(scorer)], env=env)  # refused before the model loads
+
+
+def apply_scorer_with_nan(f: Faults) -> str:
+    run, scorer = _exported_scorer(f, env={"RECAL_SIGNING_KEY": ""})
+    file = scorer / "scorer.json"
+    file.write_text(file.read_text().replace('"temperature": 1.0', '"temperature": NaN'))
+    return _cli(["apply", str(run), "--scorer", str(scorer)], env={"RECAL_SIGNING_KEY": ""})
+
+
+def apply_scorer_with_temperature_0(f: Faults) -> str:
+    run, scorer = _exported_scorer(f, env={"RECAL_SIGNING_KEY": ""})
+    _edit_scorer(scorer, lambda doc: doc["sampling"].update(temperature=0))
+    return _cli(["apply", str(run), "--scorer", str(scorer)], env={"RECAL_SIGNING_KEY": ""})
+
+
+def scorer_nesting_bomb(f: Faults) -> str:
+    from recal.scorer import ScorerFormatError, load_scorer
+
+    folder = f.folder()
+    (folder / "scorer.json").write_text('{"schema": 1, "metrics": ' + "[" * 100_000
+                                        + "]" * 100_000 + "}")
+    return _raises(ScorerFormatError, lambda: load_scorer(folder))
+
+
 # --------------------------------------------------------------------------- the table
 
 @dataclass(frozen=True)
@@ -468,6 +548,16 @@ CASES: list[Case] = [
          "--insecure-no-key"),
     Case("serve: --host 0.0.0.0 via the CLI", serve_open_host_through_the_cli,
          "--insecure-no-key"),
+    Case("scorer: export --sign-key-env of an unset variable", export_sign_key_env_unset,
+         "RECAL_NO_SUCH_KEY is not set"),
+    Case("scorer: apply an unsigned scorer with a key", apply_unsigned_scorer_with_a_key,
+         "is not signed"),
+    Case("scorer: serve a signed scorer edited since", serve_tampered_signed_scorer,
+         "does not match its signature"),
+    Case("scorer: a NaN literal", apply_scorer_with_nan, "NaN at line"),
+    Case("scorer: sampling temperature 0", apply_scorer_with_temperature_0,
+         "'sampling.temperature' must be a number > 0"),
+    Case("scorer: a nesting bomb", scorer_nesting_bomb, "nested deeper than"),
 ]
 
 
@@ -621,3 +711,21 @@ def test_strict_json_in_responses_and_logs() -> None:
     record = logging.LogRecord("x", logging.INFO, "f", 1, "request", None, None)
     record.fields = {"confidence": math.nan}
     assert json.loads(JsonLogFormatter().format(record))["confidence"] is None
+
+
+def test_a_scorer_exported_with_a_key_applies_with_it(faults: Faults) -> None:
+    from typer.testing import CliRunner
+
+    from recal.cli import app
+
+    run, scorer = _exported_scorer(faults, env={"TEAM_KEY": SIGNING_KEY,
+                                                "RECAL_SIGNING_KEY": ""})
+    assert not (scorer / "signature.json").exists()  # no key named, none in the default
+    result = CliRunner().invoke(app, ["export", str(run), "--method", "identity", "--out",
+                                      str(scorer), "--sign-key-env", "TEAM_KEY"],
+                                env={"TEAM_KEY": SIGNING_KEY})
+    assert result.exit_code == 0 and "signed:" in result.output, result.output
+    result = CliRunner().invoke(app, ["apply", str(run), "--scorer", str(scorer),
+                                      "--sign-key-env", "TEAM_KEY"], env={"TEAM_KEY": SIGNING_KEY})
+    assert result.exit_code == 0, result.output
+    assert len((run / "calibrated.jsonl").read_text().splitlines()) == 24

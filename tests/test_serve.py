@@ -257,8 +257,9 @@ def test_an_in_process_upstream_answers_too(tiny_chat_backend):
     from recal.samples import SamplingConfig
     from recal.scorer import CalibratedScorer
 
+    # 8 answers, not separable (a wrong 0.6 above a right 0.5): Platt fits them
     recalibrator = get_recalibrator("platt").fit([0.2, 0.4, 0.6, 0.8, 1.0, 0.3, 0.9, 0.5],
-                                                 [0, 0, 1, 1, 1, 0, 1, 0])
+                                                 [0, 0, 0, 1, 1, 0, 1, 1])
     sampling = SamplingConfig(n_samples=4, max_new_tokens=6).resolved("concise", chat=True)
     artifact = CalibratedScorer(recalibrator=recalibrator, collapse="normalized",
                                 scorer="modal_share", style="concise",

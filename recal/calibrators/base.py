@@ -22,7 +22,15 @@ Shared behaviour, decided once here for every method:
   questions; platt needs at least 2 correct and 2 wrong)"), which callers show as the method's
   row instead of a map; the identity recalibrator, which ignores the labels, still fits.
 * Fewer than :data:`MIN_RELIABLE_SIZE` (10) predictions of positive weight with at least 2 of
-  each class: the fit runs and a :class:`CalibrationWarning` says the map is unreliable.
+  each class: the fit runs and a :class:`CalibrationWarning` says the map is unreliable. When
+  those few predictions are also *separable* (every wrong answer's confidence below every right
+  answer's), the maximum-likelihood maps have no finite optimum: temperature, Platt and beta
+  scaling run to their bound or ridge and isotonic regression steps from exactly 0 to exactly 1,
+  so a handful of answers would be served as 1e-35 and 1.0. These methods
+  (``_steep_when_separable``) refuse such a fit with :class:`DegenerateSplitError` ("... the
+  confidence separates the 2 correct from the 2 wrong answers ..."); histogram binning, whose
+  smoothed bins stay inside (0, 1), fits it. From 10 predictions on, separable data are fitted
+  (the ridge keeps them finite; the map is then close to a step).
 * A single distinct confidence: the map is determined at that value only; a warning says so and
   each method documents what it predicts elsewhere.
 * ``predict_proba`` on an unfitted recalibrator raises :class:`NotFittedError`; on confidences
@@ -93,9 +101,16 @@ class DegenerateSplitError(ValueError):
     """
 
     def __init__(self, method: str, n: int, n_correct: int,
-                 where: str = "the calibration split") -> None:
+                 where: str = "the calibration split", separable: bool = False) -> None:
         self.method, self.n, self.n_correct, self.where = method, n, n_correct, where
+        self.separable = separable
         n_wrong = n - n_correct
+        if separable:
+            super().__init__(f"not fitted: on {where} ({n} question{'s' * (n != 1)}) the "
+                             f"confidence separates the {n_correct} correct from the {n_wrong} "
+                             f"wrong answers, so {method} would map them to 0 and 1; it needs "
+                             f"at least {MIN_RELIABLE_SIZE} questions for such data")
+            return
         if n_correct == 0 or n_wrong == 0:
             what = "no correct answer" if n_correct == 0 else "no wrong answer"
         else:
@@ -106,7 +121,7 @@ class DegenerateSplitError(ValueError):
                          f"correct and {MIN_CLASS_SIZE} wrong)")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.method, self.n, self.n_correct, self.where)
+        return type(self), (self.method, self.n, self.n_correct, self.where, self.separable)
 
 
 # --------------------------------------------------------------------------- input checks
@@ -168,6 +183,9 @@ class Recalibrator(ABC):
     _state_defaults: ClassVar[Mapping[str, Any]] = {}
     #: False for recalibrators whose fit ignores the labels (never refused, no warnings).
     _uses_labels: ClassVar[bool] = True
+    #: True for maximum-likelihood maps that go to 0 and 1 on separable data (refused on fewer
+    #: than MIN_RELIABLE_SIZE predictions; see the module docstring).
+    _steep_when_separable: ClassVar[bool] = True
 
     n_fit_: int  # predictions (of positive weight) the map was fitted on
 
@@ -273,6 +291,9 @@ class Recalibrator(ABC):
         n_correct = int(np.count_nonzero(corr == 1.0))
         if min(n_correct, n - n_correct) < MIN_CLASS_SIZE:
             raise DegenerateSplitError(self.name, n, n_correct)
+        if (n < MIN_RELIABLE_SIZE and self._steep_when_separable
+                and conf[corr == 0.0].max() < conf[corr == 1.0].min()):
+            raise DegenerateSplitError(self.name, n, n_correct, separable=True)
         if n < MIN_RELIABLE_SIZE:
             warnings.warn(f"{self.name}: fitting on {n} prediction{'s' * (n != 1)}; a "
                           f"recalibration map fitted on fewer than {MIN_RELIABLE_SIZE} is "

@@ -79,8 +79,8 @@ def cross_val_predict(
             model.fit(conf[train], corr[train], None if weight is None else weight[train])
         except DegenerateSplitError as err:
             raise DegenerateSplitError(err.method, err.n, err.n_correct,
-                                       f"the training part of fold {k + 1} of {n_splits}"
-                                       ) from None
+                                       f"the training part of fold {k + 1} of {n_splits}",
+                                       err.separable) from None
         out[held] = model.predict_proba(conf[held])
     return out
 

@@ -33,10 +33,12 @@ class HistogramBinning(Recalibrator):
 
     Edge cases: fewer than 2 correct or 2 wrong answers are refused (``DegenerateSplitError``,
     see :mod:`recal.calibrators.base`); a single confidence value gives one bin, and every
-    confidence maps to the observed accuracy.
+    confidence maps to the observed accuracy. Unlike the maximum-likelihood maps it fits a few
+    separable predictions (4 to 9): with ``prior_strength > 0`` no bin predicts 0 or 1.
     """
 
     name = "histogram"
+    _steep_when_separable = False  # smoothed bins stay inside (0, 1)
     _state_spec = {"edges": "array", "values": "array"}
 
     edges_: FloatArray

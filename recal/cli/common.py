@@ -124,6 +124,11 @@ DtypeOpt = Annotated[str, typer.Option(
 MaxMemoryOpt = Annotated[str | None, typer.Option(
     help="Memory the sampler may hold in caches and logits, e.g. 512M, 2G (default 1G); the "
          "batch shrinks to fit.")]
+SignKeyEnvOpt = Annotated[str | None, typer.Option(
+    metavar="VAR",
+    help="Environment variable holding the scorer signing key (HMAC-SHA256, at least 16 "
+         "characters; default: $RECAL_SIGNING_KEY when set). Export signs the scorer with it; "
+         "apply and serve refuse a scorer that is unsigned or not signed with it.")]
 TauGridOpt = Annotated[str, typer.Option(
     help="Comma-separated temperatures to record for refitting the sampling temperature "
          "(recal fit), e.g. 0.5,0.7,1,1.4,2; empty: none.")]

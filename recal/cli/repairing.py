@@ -16,6 +16,7 @@ from recal.cli.common import (
     ProgressOpt,
     ResamplesOpt,
     RunArg,
+    SignKeyEnvOpt,
     names,
     reported,
 )
@@ -80,23 +81,28 @@ def export(
     risk_delta: Annotated[float, typer.Option(
         help="Abstention: the probability that the threshold's risk exceeds --target-risk "
              "(its guarantee holds with probability 1 - delta).")] = 0.1,
+    sign_key_env: SignKeyEnvOpt = None,
 ) -> None:
     """Fit one recalibrator and export it as a calibrated scorer (JSON data, no pickle), with an
     abstention threshold of known risk chosen on the calibration split."""
     from recal.abstention import AbstentionConfig
     from recal.repair import FitConfig, export_scorer
     from recal.runstore import RunStore
+    from recal.scorer_format import signing_key
     from recal.tables import abstention_summary, export_summary
 
     with reported():
+        key = signing_key(sign_key_env)  # before any work: an unset variable is refused
         config = FitConfig(methods=(method,), scorer=confidence, collapse=collapse,
                            calibration_fraction=calibration_fraction, seed=seed)
         rule = AbstentionConfig(target_risk=target_risk, delta=risk_delta)
         artifact = export_scorer(RunStore.open(run), method, config, abstention=rule)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file; name a folder for the scorer")
-        folder = artifact.save(out)
+        folder = artifact.save(out, key=key)
     typer.echo(export_summary(method, artifact.metrics, folder))
+    if key is not None:
+        typer.echo(f"signed: {folder / 'signature.json'}")
     typer.echo(abstention_summary(artifact.abstention))
 
 
@@ -105,14 +111,17 @@ def apply(
     scorer: Annotated[Path, typer.Option(help="An exported scorer folder.")] = Path("scorer"),
     out: Annotated[Path | None, typer.Option(help="JSONL to write (default: RUN/calibrated.jsonl)")]
         = None,
+    sign_key_env: SignKeyEnvOpt = None,
 ) -> None:
     """Add calibrated confidences to a stored run, scored by the exported scorer itself."""
     from recal.repair import apply_scorer
     from recal.runstore import RunStore
     from recal.scorer import load_scorer
+    from recal.scorer_format import signing_key
 
     with reported():
-        rows = apply_scorer(RunStore.open(run), load_scorer(scorer))
+        artifact = load_scorer(scorer, key=signing_key(sign_key_env))
+        rows = apply_scorer(RunStore.open(run), artifact)
     target = out or run / "calibrated.jsonl"
     with reported(), target.open("w", encoding="utf-8") as f:
         f.writelines(dumps_line(row.to_dict()) for row in rows)

@@ -13,6 +13,7 @@ from recal.cli.common import (
     ConcurrencyOpt,
     MaxPromptTokensOpt,
     ServedModelOpt,
+    SignKeyEnvOpt,
     reported,
 )
 
@@ -51,11 +52,13 @@ def serve(
     insecure_no_key: Annotated[bool, typer.Option(
         help="Serve a non-loopback --host with no proxy key (anyone reaching it is served).")]
         = False,
+    sign_key_env: SignKeyEnvOpt = None,
 ) -> None:
     """An OpenAI-compatible proxy that adds the calibrated confidence to each answer."""
     from recal.flows import confidence_service
 
     with reported():
+        from recal.scorer_format import signing_key
         from recal.serve import ServeConfig
         from recal.serve.app import abstention_rule, check_listen, run_server
 
@@ -64,7 +67,8 @@ def serve(
         service = confidence_service(scorer, upstream=model, served_model=served_model,
                                      api_key=api_key, concurrency=concurrency,
                                      allow_model_mismatch=allow_model_mismatch, warn=_warn,
-                                     max_prompt_tokens=max_prompt_tokens)
+                                     max_prompt_tokens=max_prompt_tokens,
+                                     signing_key=signing_key(sign_key_env))
         config = ServeConfig(api_key=key,
                              max_body_bytes=max_body_bytes, max_messages=max_messages,
                              max_n=max_n, max_tokens=max_tokens,

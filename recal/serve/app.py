@@ -25,6 +25,7 @@ from recal.models.stop import STOP_SAMPLING, SamplingStopped, sampling_deadline
 from recal.prompts import Prompt, PromptTooLongError
 from recal.serve.config import ServeConfig
 from recal.serve.scoring import ConfidenceService, message_text
+from recal.strict_json import finite_json
 
 __all__ = ["create_app", "run_server", "check_listen", "JsonLogFormatter", "LOOPBACK_HOSTS",
            "NULL_REASONS", "REFUSAL_TEXT", "abstention_rule"]
@@ -55,7 +56,7 @@ class JsonLogFormatter(logging.Formatter):
                + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(),
                "event": record.getMessage()}
         row.update(getattr(record, "fields", {}))
-        return json.dumps(_finite(row), default=str, allow_nan=False)
+        return json.dumps(finite_json(row), default=str, allow_nan=False)
 
 
 def _setup_logging() -> None:
@@ -136,20 +137,9 @@ class _Metrics:
         return "\n".join(lines) + "\n"
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float as null (strict JSON: no NaN or Infinity)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 class _StrictJSON(JSONResponse):
     def render(self, content: Any) -> bytes:
-        return json.dumps(_finite(content), ensure_ascii=False, allow_nan=False,
+        return json.dumps(finite_json(content), ensure_ascii=False, allow_nan=False,
                           separators=(",", ":")).encode("utf-8")
 
 

@@ -31,6 +31,7 @@ from recal.judged import judge
 from recal.metrics import BootstrapResult
 from recal.models.hf import TransformersBackend
 from recal.runstore import RunStore
+from recal.scorer_format import signing_key
 from recal.semantic.base import get_collapser
 from recal.tuning.base import TunedModel, TuningMethod, get_method
 from recal.tuning.config import TrainConfig, config_from_dict
@@ -184,6 +185,7 @@ def tune(store: RunStore, config: TrainConfig, out: str | Path, *,
     """
     from recal.models.hf import load_transformers
 
+    key = signing_key()  # the scorer is signed as `recal export` signs it; a bad key is refused now
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     method: TuningMethod = get_method(config.method)(config)
@@ -232,7 +234,7 @@ def tune(store: RunStore, config: TrainConfig, out: str | Path, *,
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True,
                                                 default=float) + "\n")
     (out / "table.md").write_text(report.table() + "\n")
-    export_tuned_scorer(report, store).save(out / "scorer")
+    export_tuned_scorer(report, store).save(out / "scorer", key=key)
     return report
 
 
