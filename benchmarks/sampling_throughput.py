@@ -156,10 +156,18 @@ def main() -> None:
         print(json.dumps(run_method(args.child, *settings)))
         return
 
-    # Load once here so that both children find the converted cache warm.
-    from recal.models.hf import load_transformers
+    # Load once here so that the children find the converted cache warm; every child and the
+    # matmul rates use the same thread count (the idle cores now, as recal chooses them).
+    import os
 
+    import torch
+
+    from recal.models.hf import choose_threads, load_transformers
+
+    threads = choose_threads()
     load_transformers(args.model)
+    torch.set_num_threads(threads)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     gflops = {d: _matmul_gflops(dtype=d) for d in ("float32", "bfloat16")}
     results = {}
     for method in (*METHODS, "precision"):
@@ -167,7 +175,7 @@ def main() -> None:
                "--questions", str(args.questions), "--samples", str(args.samples),
                "--temperature", str(args.temperature), "--max-new-tokens",
                str(args.max_new_tokens)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             sys.exit(f"the {method} run failed:\n{proc.stderr[-3000:]}")
         results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -187,11 +195,12 @@ def main() -> None:
     summary = {
         "settings": {"model": args.model, "questions": args.questions, "samples": args.samples,
                      "temperature": args.temperature, "max_new_tokens": args.max_new_tokens},
-        "matmul_gflops": gflops, "results": results, "speedup_vs_generate": speedups,
+        "threads": threads, "matmul_gflops": gflops, "results": results, "speedup_vs_generate": speedups,
         "peak_memory_vs_generate": memory, "bfloat16_vs_float32": precision_row,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"{threads} torch thread(s) for every method and for the matmul rates")
     for k in speedups:
         print(f"{k}: {speedups[k]:.2f}x generate's answers/s, decoding at "
               f"{results[k]['roofline_fraction']:.0%} of the {results[k]['dtype']} matmul rate "
