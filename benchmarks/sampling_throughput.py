@@ -195,7 +195,8 @@ def main() -> None:
     summary = {
         "settings": {"model": args.model, "questions": args.questions, "samples": args.samples,
                      "temperature": args.temperature, "max_new_tokens": args.max_new_tokens},
-        "threads": threads, "matmul_gflops": gflops, "results": results, "speedup_vs_generate": speedups,
+        "threads": threads, "matmul_gflops": gflops, "results": results,
+        "speedup_vs_generate": speedups,
         "peak_memory_vs_generate": memory, "bfloat16_vs_float32": precision_row,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
