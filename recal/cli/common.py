@@ -118,7 +118,7 @@ MaxPromptTokensOpt = Annotated[int | None, typer.Option(
     min=1, help="Longest prompt in tokens of a model run in process (default: its context less "
                 "the answer's room); longer ones are refused (or skipped with --skip-bad).")]
 DtypeOpt = Annotated[str, typer.Option(
-    help="Precision of a model run in process: float32 (the exact model), bfloat16 (about 3x "
+    help="Precision of a model run in process: float32 (the exact model), bfloat16 (about 2.5x "
          "faster on CPUs with native bfloat16; token log-probabilities within about 0.04 nats) "
          "or auto (bfloat16 where the CPU has it, else float32). Recorded in the run.")]
 MaxMemoryOpt = Annotated[str | None, typer.Option(

@@ -37,7 +37,7 @@ from recal.prompts import Prompt, PromptTooLongError
 from recal.samples import QuestionSamples, Sample, SamplingConfig
 
 __all__ = ["TransformersBackend", "load_transformers", "DTYPES", "resolve_dtype",
-           "DEFAULT_MAX_MEMORY"]
+           "choose_threads", "DEFAULT_MAX_MEMORY"]
 
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16")
 """Precisions the weights can run in; 'auto' is bfloat16 on a CPU with native bfloat16 matrix
@@ -173,11 +173,12 @@ def load_transformers(name_or_path: str = DEFAULT_MODEL, *, kind: ModelKind | No
     models count as chat models when their tokenizer has a chat template. A prompt longer than
     ``max_prompt_tokens`` (default: the model's context less the answer's room) is refused
     before any forward pass. ``dtype`` is the precision the weights run in ('float32', the
-    exact model; 'bfloat16', about 3x faster on CPUs with native bfloat16 and a mean token
+    exact model; 'bfloat16', about 2.5x faster on CPUs with native bfloat16 and a mean token
     log-probability error of about 0.04 nats, see benchmarks/sampling_throughput.py; 'auto').
     ``max_memory`` bounds the sampler's caches and logits in bytes
     (default :data:`DEFAULT_MAX_MEMORY`). Neither changes which answers a seed draws from the
     model in the precision it runs in; the precision is part of the model's identity.
+    Loading sets torch's thread count for the process to :func:`choose_threads`.
     """
     if unknown:
         raise ValueError("the transformers backend takes no options but max_prompt_tokens, "
