@@ -14,6 +14,8 @@ token ids and log-probabilities, as ``recal sample`` stores them):
   the sampler does) against one buffered write of the same lines without fsync; reading it back
   with every check against a plain ``json.loads`` loop; bytes on disk and Python memory held per
   question once read;
+- the memory a queued request holds in a thread pool (the HTTP backend submits every request
+  of the questions it is given before the first returns);
 - ``recal.metrics.compute_all`` (every metric, 1,000 bootstrap resamples, noise-floor
   intervals) at n = 1e4 and 1e5 predictions, modal-share confidences (k / 20) and continuous ones,
   seconds and peak traced memory; extrapolated to 1e6 with the slope measured between the two,
@@ -34,8 +36,10 @@ import os
 import platform
 import tempfile
 import time
+import threading
 import tracemalloc
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +216,23 @@ def store_costs(run: dict[str, Any], folder: Path) -> dict[str, float]:
             "peak_read_bytes": held_mb * 2**20 / n}
 
 
+def pending_request_bytes(n: int) -> float:
+    """Python memory per request queued on a thread pool before any runs: what the HTTP backend
+    holds per request when a run's every request is submitted up front (one future and its job
+    per sample request; the requests' bodies are built later, by the worker)."""
+    gate = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=1)
+    pool.submit(gate.wait)  # the one worker waits, so every later job stays queued
+    tracemalloc.start()
+    futures = {pool.submit(len, (i, "question-id", i % 21)): (i, i % 21) for i in range(n)}
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    gate.set()
+    pool.shutdown(wait=True, cancel_futures=True)
+    del futures
+    return peak / n
+
+
 def metrics_predictions(n: int, seed: int, discrete: bool) -> tuple[np.ndarray, np.ndarray]:
     """Overconfident predictions: modal shares k / 20 (discrete) or continuous confidences."""
     rng = np.random.default_rng(seed)
@@ -269,6 +290,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = store_costs(run, Path(tmp))
     metrics = metric_costs(sizes, args.check_n, args.resamples, args.seed)
+    pending = pending_request_bytes(200_000)
 
     predictions = get_scorer("modal_share").score(items, NormalizedCollapser())
     confidences = np.array([p.confidence for p in predictions])
@@ -294,6 +316,7 @@ def main() -> None:
         "store_bytes_per_question": store["bytes_on_disk"],
         "store_read_peak_bytes_per_question": store["peak_read_bytes"],
         "compute_all": metrics,
+        "http_pending_request_bytes": pending,
         "per_question_seconds_total": per_question,
         "one_core_hours_per_1e6_questions": hours,
     }
@@ -315,6 +338,8 @@ def main() -> None:
         print(f"compute_all {kind}: {cells}; slope {entry['time_slope']:.2f} -> 1e6 "
               f"{entry['extrapolated_1e6_seconds']:.1f} s, "
               f"{entry['extrapolated_1e6_peak_mb']:.0f} MB extrapolated")
+    print(f"a queued HTTP request (future + job) holds {pending:.0f} B: "
+          f"{pending * 21e6 / 2**30:.1f} GiB for 1e6 questions x 21 requests submitted at once")
     print(f"one_core_hours_per_1e6_questions: {hours:.2f}")
 
 
