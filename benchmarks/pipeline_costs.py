@@ -35,8 +35,8 @@ import math
 import os
 import platform
 import tempfile
-import time
 import threading
+import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
