@@ -16,6 +16,8 @@ token ids and log-probabilities, as ``recal sample`` stores them):
   question once read;
 - the memory a queued request holds in a thread pool (the HTTP backend submits every request
   of the questions it is given before the first returns);
+- the CPU recal's HTTP client spends per request and per question against a stub server that
+  answers at once (a fleet's throughput cannot exceed what one client process sends);
 - ``recal.metrics.compute_all`` (every metric, 1,000 bootstrap resamples, noise-floor
   intervals) at n = 1e4 and 1e5 predictions, modal-share confidences (k / 20) and continuous ones,
   seconds and peak traced memory; extrapolated to 1e6 with the slope measured between the two,
@@ -34,6 +36,8 @@ import json
 import math
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -233,6 +237,70 @@ def pending_request_bytes(n: int) -> float:
     return peak / n
 
 
+STUB_SERVER = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+honours_n = sys.argv[1] == "n"
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def _send(self, out):
+        data = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        self._send({"object": "list", "data": [{"id": "stub", "object": "model"}]})
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        n = body.get("n", 1) if honours_n else 1
+        lp = {"content": [{"token": "t", "logprob": -0.5}] * 8} if body.get("logprobs") else None
+        self._send({"object": "chat.completion", "choices": [
+            {"index": i, "finish_reason": "stop", "logprobs": lp, "message": {
+             "role": "assistant", "content": "The capital of India is New Delhi."}}
+            for i in range(n)]})
+server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+server.daemon_threads = True
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def http_client_costs(questions: Sequence[Question], m: int) -> dict[str, dict[str, float]]:
+    """CPU seconds recal's HTTP client spends per request and per question against a stub server
+    (another process) that answers at once: the client's own ceiling on a fleet's throughput,
+    since its requests share one Python process. Servers that honour ``n`` (one request for the
+    M samples plus one greedy request per question) and servers that do not (M + 1 requests)."""
+    from recal.models.http import HTTPBackend, HTTPConfig
+    from recal.prompts import build_prompt
+    from recal.samples import SamplingConfig
+
+    config = SamplingConfig(n_samples=m, max_new_tokens=32, stop_at_newline=True)
+    prompts = [build_prompt(q, "concise", chat=True) for q in questions]
+    ids = [q.id for q in questions]
+    out = {}
+    for mode in ("n", "single"):
+        server = subprocess.Popen([sys.executable, "-c", STUB_SERVER, mode],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(server.stdout.readline()) if server.stdout else 0
+            backend = HTTPBackend(HTTPConfig(base_url=f"http://127.0.0.1:{port}/v1"))
+            list(backend.generate(ids[:2], prompts[:2], config))  # connect, detect n
+            wall, cpu = time.perf_counter(), time.process_time()
+            got = list(backend.generate(ids, prompts, config))
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        finally:
+            server.terminate()
+            server.wait()
+        requests = len(got) * (2 if mode == "n" else m + 1)
+        out[mode] = {"client_cpu_s_per_request": cpu / requests,
+                     "client_cpu_s_per_question": cpu / len(got),
+                     "wall_s_per_question": wall / len(got), "requests": requests}
+    return out
+
+
 def metrics_predictions(n: int, seed: int, discrete: bool) -> tuple[np.ndarray, np.ndarray]:
     """Overconfident predictions: modal shares k / 20 (discrete) or continuous confidences."""
     rng = np.random.default_rng(seed)
@@ -279,6 +347,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000", help="n for compute_all, comma list")
     parser.add_argument("--check-n", type=int, default=1_000_000,
                         help="also run compute_all at this n to check the extrapolation (0: no)")
+    parser.add_argument("--http-questions", type=int, default=200,
+                        help="questions sent to the stub server")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -291,6 +361,7 @@ def main() -> None:
         store = store_costs(run, Path(tmp))
     metrics = metric_costs(sizes, args.check_n, args.resamples, args.seed)
     pending = pending_request_bytes(200_000)
+    http = http_client_costs(run["questions"][: args.http_questions], args.samples)
 
     predictions = get_scorer("modal_share").score(items, NormalizedCollapser())
     confidences = np.array([p.confidence for p in predictions])
@@ -317,6 +388,7 @@ def main() -> None:
         "store_read_peak_bytes_per_question": store["peak_read_bytes"],
         "compute_all": metrics,
         "http_pending_request_bytes": pending,
+        "http_client": http,
         "per_question_seconds_total": per_question,
         "one_core_hours_per_1e6_questions": hours,
     }
@@ -340,6 +412,10 @@ def main() -> None:
               f"{entry['extrapolated_1e6_peak_mb']:.0f} MB extrapolated")
     print(f"a queued HTTP request (future + job) holds {pending:.0f} B: "
           f"{pending * 21e6 / 2**30:.1f} GiB for 1e6 questions x 21 requests submitted at once")
+    for mode, row in http.items():
+        print(f"HTTP client, server {'honouring' if mode == 'n' else 'ignoring'} n: "
+              f"{row['client_cpu_s_per_request'] * us:.0f} us CPU per request, "
+              f"{row['client_cpu_s_per_question'] * 1e3:.1f} ms per question")
     print(f"one_core_hours_per_1e6_questions: {hours:.2f}")
 
 
