@@ -24,6 +24,10 @@ token ids and log-probabilities, as ``recal sample`` stores them):
   then checked by running 1e6 itself (``--check-n 0`` skips that).
 
     .venv/bin/python benchmarks/pipeline_costs.py            # 2,000 questions, n = 1e4, 1e5
+    .venv/bin/python benchmarks/pipeline_costs.py --run runs/RUN   # real answers (below)
+
+``--run`` takes the factual answers from a real run folder (the README's first command makes one)
+instead of synthesising them: real answers are longer and cost more to collapse.
 
 Writes benchmarks/results/pipeline_costs.json; the last line printed is the headline: hours of
 recal's own work (everything above) for 1e6 questions on one core.
@@ -147,6 +151,27 @@ def synthetic_run(n: int, m: int, seed: int) -> dict[str, Any]:
                                          sample(ntexts[m], rng)))
     return {"questions": questions, "records": records,
             "numeric_questions": numeric_q, "numeric_records": numeric_r}
+
+
+def stored_run(folder: Path, n: int, m: int, seed: int) -> dict[str, Any]:
+    """The synthetic run with its factual questions and answers replaced by those of a real run
+    folder (repeated under new ids up to ``n`` questions); the arithmetic ones stay synthetic."""
+    store = RunStore.open(folder)
+    if store.n_samples != m:
+        raise SystemExit(f"{folder} holds M = {store.n_samples} samples per question; "
+                         f"pass --samples {store.n_samples}")
+    records = store.samples_by_id()
+    real = [(q, records[q.id]) for q in store.questions() if q.id in records]
+    if not real:
+        raise SystemExit(f"{folder} holds no finished question")
+    run = synthetic_run(n, m, seed)
+    run["questions"], run["records"] = [], []
+    for i in range(n):
+        q, rec = real[i % len(real)]
+        qid = f"{q.id}-{i // len(real)}"
+        run["questions"].append(Question(qid, q.question, q.answers))
+        run["records"].append(QuestionSamples(qid, rec.samples, rec.greedy))
+    return run
 
 
 class LowerExact(Collapser):
@@ -347,6 +372,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000", help="n for compute_all, comma list")
     parser.add_argument("--check-n", type=int, default=1_000_000,
                         help="also run compute_all at this n to check the extrapolation (0: no)")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="take the factual questions and answers from this run folder "
+                        "(a real `recal sample` run) instead of synthesising them")
     parser.add_argument("--http-questions", type=int, default=200,
                         help="questions sent to the stub server")
     parser.add_argument("--resamples", type=int, default=1000)
@@ -354,8 +382,9 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
 
-    run = synthetic_run(args.questions, args.samples, args.seed)
-    collapse, items = collapse_costs(run, repeats=3)
+    run = (stored_run(args.run, args.questions, args.samples, args.seed) if args.run
+           else synthetic_run(args.questions, args.samples, args.seed))
+    collapse, items = collapse_costs(run, repeats=2)
     scoring = scoring_costs(items, repeats=3)
     with tempfile.TemporaryDirectory() as tmp:
         store = store_costs(run, Path(tmp))
@@ -370,12 +399,13 @@ def main() -> None:
     bootstrap_1e6 = metrics["discrete"]["extrapolated_1e6_seconds"]
     hours = (per_question * 1e6 + bootstrap_1e6) / 3600
     summary = {
-        "settings": {"questions": args.questions, "samples": args.samples, "sizes": sizes,
+        "settings": {"run": str(args.run) if args.run else "synthetic",
+                     "questions": args.questions, "samples": args.samples, "sizes": sizes,
                      "check_n": args.check_n, "resamples": args.resamples, "seed": args.seed},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "numpy": np.__version__,
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
-        "synthetic_run": {"mean_classes_per_question": float(np.mean(
+        "factual_run": {"mean_classes_per_question": float(np.mean(
             [len(set(i.labels)) for i in items])),
             "modal_share_mean": float(confidences.mean()),
             "accuracy": float(np.mean([p.correct for p in predictions]))},
