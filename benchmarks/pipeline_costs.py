@@ -4,9 +4,6 @@ Everything that happens after sampling, on one core, on seeded synthetic runs sh
 one (M = 20 samples plus the greedy answer per question, answers of a few to 32 tokens with their
 token ids and log-probabilities, as ``recal sample`` stores them):
 
-Times are CPU seconds of the one process (best of 2 or 3), except the run store's writes, which
-wait for the disk and are wall seconds.
-
 - collapsing: ``recal.confidence.classify`` with the ``normalized`` B on the built-in questions
   (answer spans in the shapes SmolLM2 gives: bare, "The answer is X.", the question restated,
   rambling wrong text), and with the ``numeric`` B on arithmetic questions; beside it the obvious
@@ -26,6 +23,9 @@ wait for the disk and are wall seconds.
   seconds and peak traced memory; extrapolated to 1e6 with the slope measured between the two,
   then checked by running 1e6 itself (``--check-n 0`` skips that).
 
+Times are CPU seconds of the one process (best of 2 or 3), except the run store's writes, which
+wait for the disk and are wall seconds.
+
     .venv/bin/python benchmarks/pipeline_costs.py            # 2,000 questions, n = 1e4, 1e5
     .venv/bin/python benchmarks/pipeline_costs.py --run runs/RUN   # real answers (below)
 
@@ -33,7 +33,8 @@ wait for the disk and are wall seconds.
 instead of synthesising them: real answers are longer and cost more to collapse.
 
 Writes benchmarks/results/pipeline_costs.json; the last line printed is the headline: hours of
-recal's own work (everything above) for 1e6 questions on one core.
+recal's own work for 1e6 questions on one core (collapsing with ``normalized``, the three
+scorers, appending to and reading the run store, and ``compute_all`` on 1e6 predictions).
 """
 
 from __future__ import annotations
@@ -403,7 +404,9 @@ def main() -> None:
     confidences = np.array([p.confidence for p in predictions])
     per_question = (collapse["normalized"] + sum(scoring.values()) + store["append_fsync_s"]
                     + store["read_checked_s"])
-    bootstrap_1e6 = metrics["discrete"]["extrapolated_1e6_seconds"]
+    measured = metrics["discrete"]["by_n"].get(str(1_000_000))
+    bootstrap_1e6 = (measured["seconds"] if measured
+                     else metrics["discrete"]["extrapolated_1e6_seconds"])
     hours = (per_question * 1e6 + bootstrap_1e6) / 3600
     summary = {
         "settings": {"run": str(args.run) if args.run else "synthetic",
