@@ -290,9 +290,15 @@ def normalize_text(text: str) -> str:
     return " ".join(tokens or words)  # "A" (a grade, a blood type) alone stays
 
 
-def _question_units(question_tokens: Sequence[str]) -> set[str]:
+def _question_units(question_tokens: Sequence[str]) -> frozenset[str]:
     """The unit symbols a question names ("in degrees Celsius" -> {"°", "°c"}, "what
-    percentage" -> {"%"}): an answer's unit that the question names restates it."""
+    percentage" -> {"%"}): an answer's unit that the question names restates it. Cached: every
+    answer to a question asks it again (it was half of the collapsing time)."""
+    return _question_units_of(tuple(question_tokens))
+
+
+@functools.lru_cache(maxsize=4096)
+def _question_units_of(question_tokens: tuple[str, ...]) -> frozenset[str]:
     units: set[str] = set()
     text = " ".join(question_tokens)
     for word, symbol in _UNIT_OF.items():
@@ -304,7 +310,7 @@ def _question_units(question_tokens: Sequence[str]) -> set[str]:
     for words, symbol in named:
         if any(w in question_tokens for w in words):
             units.add(symbol)
-    return units
+    return frozenset(units)
 
 
 # --------------------------------------------------------------------------- extraction
